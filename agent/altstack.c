@@ -1,0 +1,93 @@
+/* altstack.c - per-thread alternate signal stacks (see altstack.h).
+ *
+ * Signal context: NO. pthread_create() is interposed; its trampoline sets
+ * up the new thread's stack before calling the host's start routine, and a
+ * pthread key destructor unmaps it when the thread ends.
+ */
+#include "altstack.h"
+
+#include <dlfcn.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define EXPORT __attribute__((visibility("default")))
+#define ALT_SIZE (64 * 1024)
+#define GUARD 4096
+
+static pthread_key_t alt_key;
+static int alt_key_ok;
+
+/* Map a stack with a PROT_NONE guard page below it and switch to it,
+ * unless the thread already has one at least as large. */
+static void *alt_setup(void)
+{
+    stack_t cur, ss;
+    char *mem;
+    if (sigaltstack(NULL, &cur) == 0 && !(cur.ss_flags & SS_DISABLE) && cur.ss_size >= ALT_SIZE)
+        return NULL;
+    mem = mmap(NULL, ALT_SIZE + GUARD, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+               -1, 0);
+    if (mem == MAP_FAILED)
+        return NULL;
+    mprotect(mem, GUARD, PROT_NONE);
+    ss.ss_sp = mem + GUARD;
+    ss.ss_size = ALT_SIZE;
+    ss.ss_flags = 0;
+    if (sigaltstack(&ss, NULL) != 0) {
+        munmap(mem, ALT_SIZE + GUARD);
+        return NULL;
+    }
+    return mem;
+}
+
+static void alt_free(void *mem)
+{
+    stack_t ss = {.ss_flags = SS_DISABLE};
+    sigaltstack(&ss, NULL);
+    munmap(mem, ALT_SIZE + GUARD);
+}
+
+void tattle__altstack_init(void)
+{
+    alt_key_ok = pthread_key_create(&alt_key, alt_free) == 0;
+    (void)alt_setup(); /* the main thread's stack lives as long as the process */
+}
+
+struct start {
+    void *(*fn)(void *);
+    void *arg;
+};
+
+static void *thread_trampoline(void *p)
+{
+    struct start s = *(struct start *)p;
+    void *mem;
+    free(p);
+    mem = alt_setup();
+    if (mem && alt_key_ok)
+        pthread_setspecific(alt_key, mem);
+    return s.fn(s.arg);
+}
+
+typedef int (*pthread_create_fn)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
+
+EXPORT int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
+{
+    static pthread_create_fn real;
+    struct start *s;
+    int r;
+    if (!real)
+        real = (pthread_create_fn)dlsym(RTLD_NEXT, "pthread_create");
+    s = malloc(sizeof *s);
+    if (!s)
+        return real(t, attr, fn, arg);
+    s->fn = fn;
+    s->arg = arg;
+    r = real(t, attr, thread_trampoline, s);
+    if (r != 0)
+        free(s);
+    return r;
+}

@@ -1,0 +1,213 @@
+/* assafe.c - async-signal-safe helpers (see assafe.h).
+ *
+ * Signal context: YES, every function. Only raw system calls and plain loops.
+ */
+#include "assafe.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+pid_t tattle__sys_gettid(void) { return (pid_t)syscall(SYS_gettid); }
+pid_t tattle__sys_getpid(void) { return (pid_t)syscall(SYS_getpid); }
+
+int tattle__sys_tgkill(pid_t pid, pid_t tid, int sig)
+{
+    return (int)syscall(SYS_tgkill, pid, tid, sig);
+}
+
+int tattle__sys_tgsigqueueinfo(pid_t pid, pid_t tid, int sig, const siginfo_t *si)
+{
+    return (int)syscall(SYS_rt_tgsigqueueinfo, pid, tid, sig, si);
+}
+
+int tattle__sys_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
+
+int tattle__sys_memfd_create(const char *name, unsigned flags)
+{
+    return (int)syscall(SYS_memfd_create, name, flags);
+}
+
+int tattle__futex_wait(volatile uint32_t *word, uint32_t expected, int timeout_ms)
+{
+    struct timespec ts, *tsp = NULL;
+    if (timeout_ms >= 0) {
+        ts.tv_sec = timeout_ms / 1000;
+        ts.tv_nsec = (long)(timeout_ms % 1000) * 1000000L;
+        tsp = &ts;
+    }
+    /* Not FUTEX_PRIVATE: the word lives in memory shared with the flusher. */
+    long r = syscall(SYS_futex, word, FUTEX_WAIT, expected, tsp, NULL, 0);
+    return r == 0 ? 0 : -errno;
+}
+
+void tattle__futex_wake(volatile uint32_t *word)
+{
+    syscall(SYS_futex, word, FUTEX_WAKE, 0x7fffffff, NULL, NULL, 0);
+}
+
+int tattle__write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+void tattle__write_str(int fd, const char *s) { (void)tattle__write_all(fd, s, tattle__strlen(s)); }
+
+size_t tattle__fmt_u64(char *buf, uint64_t v)
+{
+    char tmp[21];
+    size_t n = 0, i;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (i = 0; i < n; i++)
+        buf[i] = tmp[n - 1 - i];
+    buf[n] = 0;
+    return n;
+}
+
+size_t tattle__fmt_i64(char *buf, int64_t v)
+{
+    if (v < 0) {
+        buf[0] = '-';
+        return 1 + tattle__fmt_u64(buf + 1, (uint64_t)0 - (uint64_t)v);
+    }
+    return tattle__fmt_u64(buf, (uint64_t)v);
+}
+
+size_t tattle__fmt_hex(char *buf, uint64_t v)
+{
+    static const char digits[] = "0123456789abcdef";
+    char tmp[17];
+    size_t n = 0, i;
+    do {
+        tmp[n++] = digits[v & 15];
+        v >>= 4;
+    } while (v);
+    buf[0] = '0';
+    buf[1] = 'x';
+    for (i = 0; i < n; i++)
+        buf[2 + i] = tmp[n - 1 - i];
+    buf[2 + n] = 0;
+    return 2 + n;
+}
+
+size_t tattle__strlen(const char *s)
+{
+    size_t n = 0;
+    if (!s)
+        return 0;
+    while (s[n])
+        n++;
+    return n;
+}
+
+size_t tattle__strlcpy(char *dst, const char *src, size_t cap)
+{
+    size_t n = 0;
+    if (cap == 0)
+        return 0;
+    if (src)
+        while (n + 1 < cap && src[n]) {
+            dst[n] = src[n];
+            n++;
+        }
+    dst[n] = 0;
+    return n;
+}
+
+int tattle__streq(const char *a, const char *b)
+{
+    if (!a || !b)
+        return a == b;
+    while (*a && *a == *b)
+        a++, b++;
+    return *a == *b;
+}
+
+int tattle__strneq(const char *a, const char *b, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        if (a[i] != b[i])
+            return 0;
+        if (!a[i])
+            return 1;
+    }
+    return 1;
+}
+
+size_t tattle__copy_readable(void *dst, uintptr_t src, size_t len)
+{
+    struct iovec local = {dst, len};
+    struct iovec remote = {(void *)src, len};
+    ssize_t n = syscall(SYS_process_vm_readv, tattle__sys_getpid(), &local, 1UL, &remote, 1UL, 0UL);
+    if (n > 0)
+        return (size_t)n;
+    /* process_vm_readv stops at the first unmapped page of the remote iovec
+     * but fails outright if the first byte is unmapped; retry page by page
+     * so a short readable prefix is still copied. */
+    size_t done = 0;
+    while (done < len) {
+        size_t chunk = 4096 - ((src + done) & 4095);
+        if (chunk > len - done)
+            chunk = len - done;
+        local.iov_base = (char *)dst + done;
+        local.iov_len = chunk;
+        remote.iov_base = (void *)(src + done);
+        remote.iov_len = chunk;
+        n = syscall(SYS_process_vm_readv, tattle__sys_getpid(), &local, 1UL, &remote, 1UL, 0UL);
+        if (n <= 0)
+            break;
+        done += (size_t)n;
+    }
+    return done;
+}
+
+size_t tattle__read_file(const char *path, char *buf, size_t cap)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    size_t got = 0;
+    if (fd < 0)
+        return 0;
+    while (got < cap) {
+        ssize_t n = read(fd, buf + got, cap - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    close(fd);
+    return got;
+}
+
+uint64_t tattle__now_realtime_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t tattle__now_monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000ULL + (uint64_t)ts.tv_nsec / 1000000ULL;
+}

@@ -1,0 +1,57 @@
+/* assafe.h - small helpers that are safe to call inside a signal handler.
+ *
+ * Owns: raw system calls glibc does not wrap (or wraps with errno side
+ * effects), write-all with EINTR retry, number formatting without stdio,
+ * bounded string copies, and futex waits on shared memory.
+ * Signal context: YES. Every function here is async-signal-safe: no malloc,
+ * no stdio, no locks, no lazy binding (the agent links with -z now).
+ */
+#ifndef TATTLE_ASSAFE_H
+#define TATTLE_ASSAFE_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+pid_t tattle__sys_gettid(void);
+pid_t tattle__sys_getpid(void);
+int tattle__sys_tgkill(pid_t pid, pid_t tid, int sig);
+int tattle__sys_tgsigqueueinfo(pid_t pid, pid_t tid, int sig, const siginfo_t *si);
+int tattle__sys_pidfd_open(pid_t pid);
+int tattle__sys_memfd_create(const char *name, unsigned flags);
+
+/* Wait while *word == expected, at most timeout_ms (negative: forever).
+ * Works across processes on a MAP_SHARED word. Returns 0 or -errno. */
+int tattle__futex_wait(volatile uint32_t *word, uint32_t expected, int timeout_ms);
+void tattle__futex_wake(volatile uint32_t *word);
+
+/* write(2) until done; retries EINTR and short writes. Returns 0 or -errno. */
+int tattle__write_all(int fd, const void *buf, size_t len);
+/* Write a NUL-terminated string (a literal, or formatted by the helpers below). */
+void tattle__write_str(int fd, const char *s);
+
+/* Format into buf (at least 21 bytes for dec, 19 for hex). Return length. */
+size_t tattle__fmt_u64(char *buf, uint64_t v);
+size_t tattle__fmt_i64(char *buf, int64_t v);
+size_t tattle__fmt_hex(char *buf, uint64_t v); /* "0x..." */
+
+/* strlcpy: copies at most cap-1 bytes, always terminates. Returns strlen(src)
+ * clipped to cap-1. NULL src gives "". */
+size_t tattle__strlcpy(char *dst, const char *src, size_t cap);
+size_t tattle__strlen(const char *s);
+int tattle__streq(const char *a, const char *b);
+int tattle__strneq(const char *a, const char *b, size_t n);
+
+/* Copy len bytes of our own memory that may be unmapped. Returns the count
+ * copied before the first unreadable byte. Uses process_vm_readv on self. */
+size_t tattle__copy_readable(void *dst, uintptr_t src, size_t len);
+
+/* Read a whole small file (e.g. /proc/self/maps) into buf; returns bytes read. */
+size_t tattle__read_file(const char *path, char *buf, size_t cap);
+
+/* Milliseconds / nanoseconds from clock_gettime. */
+uint64_t tattle__now_realtime_ns(void);
+uint64_t tattle__now_monotonic_ms(void);
+
+#endif

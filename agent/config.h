@@ -1,0 +1,36 @@
+/* config.h - tattle's configuration, read from the environment only.
+ *
+ * Owns: the list of TATTLE_* variables, their defaults and their validation.
+ * The host parses the few settings it needs at load time; the flusher parses
+ * the rest (paths, sinks). A malformed value gets one line on stderr (from
+ * the host only) and the default.
+ * Signal context: NO. The parsed struct is read-only afterwards, and the
+ * crash handler only reads its fields.
+ */
+#ifndef TATTLE_CONFIG_H
+#define TATTLE_CONFIG_H
+
+#include <limits.h>
+#include <stddef.h>
+
+#define TATTLE_DISTINCT_ID_MAX 200
+
+struct tattle_config {
+    int disabled;              /* TATTLE_DISABLE=1 */
+    int stderr_report;         /* TATTLE_STDERR, default 1 */
+    int crash_timeout_ms;      /* TATTLE_CRASH_TIMEOUT_MS, default 3000 */
+    int exit_timeout_ms;       /* TATTLE_EXIT_TIMEOUT_MS, default 1000 */
+    int debug;                 /* TATTLE_DEBUG=1: the flusher logs to stderr */
+    char file_path[PATH_MAX];  /* TATTLE_FILE, else the default path (may be "") */
+    int file_explicit;         /* TATTLE_FILE was set */
+    char distinct_id[TATTLE_DISTINCT_ID_MAX + 1]; /* TATTLE_DISTINCT_ID, may be "" */
+};
+
+/* Parse the environment. warn != 0 prints one line per malformed variable. */
+void tattle__config_load(struct tattle_config *cfg, int warn);
+
+/* The default state directory: $XDG_STATE_HOME/tattle or ~/.local/state/tattle.
+ * Returns 0, or -1 when neither variable gives an absolute path. */
+int tattle__config_state_dir(char *buf, size_t cap);
+
+#endif

@@ -1,0 +1,244 @@
+/* link.c - the host's side of its connection to the flusher (see link.h).
+ *
+ * Signal context: PARTLY (see link.h). State changes go through one atomic
+ * word so that the crash handler never waits on a lock.
+ */
+#include "link.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <time.h>
+#include <poll.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "assafe.h"
+#include "spawn.h"
+
+enum { LINK_NONE = 0, LINK_CREATING, LINK_READY, LINK_FAILED };
+
+static _Atomic int link_state;
+static struct tattle_shm *link_shm;
+static int link_shm_fd = -1;
+static int link_sock = -1;
+static ino_t link_sock_ino;
+static const char *link_flusher_path;
+static char *const *link_envp;
+static char *link_argv[] = {"tattle-flusher", NULL};
+
+/* Child stacks for the spawn: one pair for normal context (creation is
+ * serialized by link_state), one pair for the crash path (serialized by the
+ * crash gate). */
+static char spawn_stacks_normal[2 * TATTLE_SPAWN_STACK] __attribute__((aligned(64)));
+static char spawn_stacks_crash[2 * TATTLE_SPAWN_STACK] __attribute__((aligned(64)));
+
+void tattle__link_init(const char *flusher_path, char *const *envp)
+{
+    link_flusher_path = flusher_path;
+    link_envp = envp;
+}
+
+static int fd_high(int fd)
+{
+    int hi = fcntl(fd, F_DUPFD_CLOEXEC, 700);
+    if (hi < 0)
+        return fd;
+    close(fd);
+    return hi;
+}
+
+/* Start a flusher on our region with a new socket. Signal-safe. */
+static int start_flusher(void *stacks)
+{
+    int sv[2];
+    struct stat st;
+    struct tattle_spawn sp;
+    int r;
+    if (!link_flusher_path || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+        return -1;
+    sv[0] = fd_high(sv[0]);
+    sv[1] = fd_high(sv[1]);
+    sp.path = link_flusher_path;
+    sp.argv = link_argv;
+    sp.envp = link_envp;
+    sp.shm_fd = link_shm_fd;
+    sp.sock_fd = sv[1];
+    sp.pidfd = tattle__sys_pidfd_open(tattle__sys_getpid());
+    if (sp.pidfd >= 0)
+        sp.pidfd = fd_high(sp.pidfd);
+    sp.stack = stacks;
+    r = tattle__spawn_flusher(&sp);
+    close(sv[1]);
+    if (sp.pidfd >= 0)
+        close(sp.pidfd);
+    if (r != 0) {
+        close(sv[0]);
+        return -1;
+    }
+    if (link_sock >= 0)
+        close(link_sock);
+    link_sock = sv[0];
+    link_sock_ino = fstat(link_sock, &st) == 0 ? st.st_ino : 0;
+    return 0;
+}
+
+/* The host may have closed or reused our descriptor (daemons close all fds).
+ * Signal-safe. */
+static int sock_is_ours(void)
+{
+    struct stat st;
+    return link_sock >= 0 && fstat(link_sock, &st) == 0 && st.st_ino == link_sock_ino;
+}
+
+static struct tattle_shm *create(void *stacks)
+{
+    int fd;
+    struct tattle_shm *shm = tattle__shm_create(&fd);
+    if (!shm)
+        return NULL;
+    tattle__shm_describe_host(shm);
+    link_shm = shm;
+    link_shm_fd = fd;
+    if (start_flusher(stacks) != 0) {
+        /* Keep the region: the crash path can still try a flusher later. */
+        return shm;
+    }
+    return shm;
+}
+
+struct tattle_shm *tattle__link_get(int in_signal)
+{
+    int st = atomic_load_explicit(&link_state, memory_order_acquire);
+    int expected = LINK_NONE;
+    if (st == LINK_READY)
+        return link_shm;
+    if (st == LINK_FAILED)
+        return NULL;
+    if (atomic_compare_exchange_strong(&link_state, &expected, LINK_CREATING)) {
+        struct tattle_shm *shm = create(in_signal ? spawn_stacks_crash : spawn_stacks_normal);
+        atomic_store_explicit(&link_state, shm ? LINK_READY : LINK_FAILED, memory_order_release);
+        return shm;
+    }
+    /* Another thread is creating it. In a handler it may be this very
+     * thread, interrupted: wait a little, never forever. */
+    for (int i = 0; i < (in_signal ? 2000 : 1000000); i++) {
+        st = atomic_load_explicit(&link_state, memory_order_acquire);
+        if (st != LINK_CREATING)
+            return st == LINK_READY ? link_shm : NULL;
+        if (in_signal) {
+            struct timespec ts = {0, 50000};
+            nanosleep(&ts, NULL);
+        } else {
+            sched_yield();
+        }
+    }
+    return NULL;
+}
+
+struct tattle_shm *tattle__link_peek(void)
+{
+    return atomic_load_explicit(&link_state, memory_order_acquire) == LINK_READY ? link_shm : NULL;
+}
+
+static void ring_bell(void)
+{
+    char b = 1;
+    if (sock_is_ours())
+        (void)send(link_sock, &b, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
+void tattle__link_doorbell(void)
+{
+    struct tattle_shm *shm = tattle__link_peek();
+    atomic_thread_fence(memory_order_seq_cst);
+    if (shm && atomic_load_explicit(&shm->flusher_sleeping, memory_order_relaxed))
+        ring_bell();
+}
+
+/* Wait for the crash area to reach DONE. Returns 1 when done, 0 on timeout,
+ * -1 when the flusher went away. Signal-safe. */
+static int await_done(struct tattle_crash *c, uint64_t deadline)
+{
+    for (;;) {
+        uint64_t now = tattle__now_monotonic_ms();
+        struct pollfd pfd = {link_sock, POLLIN, 0};
+        char buf[64];
+        if (atomic_load_explicit(&c->state, memory_order_acquire) == TATTLE_CRASH_DONE)
+            return 1;
+        if (now >= deadline)
+            return 0;
+        if (!sock_is_ours())
+            return -1;
+        int slice = (int)(deadline - now < 50 ? deadline - now : 50);
+        int n = poll(&pfd, 1, slice);
+        if (n > 0) {
+            if (pfd.revents & (POLLHUP | POLLERR))
+                return atomic_load(&c->state) == TATTLE_CRASH_DONE ? 1 : -1;
+            (void)recv(link_sock, buf, sizeof buf, MSG_DONTWAIT);
+        }
+    }
+}
+
+int tattle__link_wait_crash(int timeout_ms)
+{
+    struct tattle_shm *shm = tattle__link_peek();
+    uint64_t deadline = tattle__now_monotonic_ms() + (uint64_t)timeout_ms;
+    int restarted = 0;
+    if (!shm)
+        return 0;
+    for (;;) {
+        int r;
+        ring_bell();
+        r = sock_is_ours() ? await_done(&shm->crash, deadline) : -1;
+        if (r >= 0)
+            return r;
+        /* The flusher is gone (killed, or never started): start another,
+         * once, and hand it the same record. */
+        if (restarted || tattle__now_monotonic_ms() >= deadline)
+            return 0;
+        restarted = 1;
+        if (atomic_load(&shm->crash.state) == TATTLE_CRASH_TAKEN)
+            atomic_store(&shm->crash.state, TATTLE_CRASH_READY);
+        if (start_flusher(spawn_stacks_crash) != 0)
+            return 0;
+    }
+}
+
+void tattle__link_wait_exit(int timeout_ms)
+{
+    struct tattle_shm *shm = tattle__link_peek();
+    uint64_t target, deadline;
+    if (!shm || timeout_ms <= 0)
+        return;
+    target = atomic_load(&shm->ring.head);
+    atomic_store(&shm->host_exiting, 1);
+    deadline = tattle__now_monotonic_ms() + (uint64_t)timeout_ms;
+    while (atomic_load(&shm->sunk_pos) < target) {
+        uint32_t seen = atomic_load(&shm->sunk_futex);
+        uint64_t now = tattle__now_monotonic_ms();
+        if (now >= deadline || !sock_is_ours())
+            return;
+        ring_bell();
+        if (atomic_load(&shm->sunk_pos) >= target)
+            return;
+        tattle__futex_wait((volatile uint32_t *)&shm->sunk_futex, seen,
+                           (int)(deadline - now < 100 ? deadline - now : 100));
+    }
+}
+
+void tattle__link_forget(void)
+{
+    if (link_shm)
+        munmap(link_shm, sizeof *link_shm);
+    if (link_shm_fd >= 0)
+        close(link_shm_fd);
+    if (link_sock >= 0)
+        close(link_sock);
+    link_shm = NULL;
+    link_shm_fd = link_sock = -1;
+    atomic_store(&link_state, LINK_NONE);
+}

@@ -1,0 +1,40 @@
+/* link.h - the host's side of its connection to the flusher.
+ *
+ * Owns: the lazily created shared region, the SOCK_SEQPACKET socket used as
+ * doorbell and liveness check, and starting (or restarting) the flusher.
+ * Nothing exists until the first event or crash: a host that never captures
+ * anything starts no process and opens no descriptor.
+ * Signal context: PARTLY. tattle__link_get(1), tattle__link_doorbell() and
+ * tattle__link_wait_crash() are signal-safe; the rest are not.
+ */
+#ifndef TATTLE_LINK_H
+#define TATTLE_LINK_H
+
+#include "shm.h"
+
+/* Once, at load: where the flusher is and the environment it gets. */
+void tattle__link_init(const char *flusher_path, char *const *envp);
+
+/* The shared region with a flusher started, or NULL when that failed.
+ * in_signal: do not wait for another thread that is creating it. */
+struct tattle_shm *tattle__link_get(int in_signal);
+
+/* The region if it exists, without creating it. Signal-safe. */
+struct tattle_shm *tattle__link_peek(void);
+
+/* Wake the flusher if it sleeps. Signal-safe; usually no system call. */
+void tattle__link_doorbell(void);
+
+/* After the handler marked the crash READY: wake the flusher (restarting it
+ * if it is gone) and wait until it is DONE or timeout_ms passes. Returns 1
+ * when the report is complete. Signal-safe. */
+int tattle__link_wait_crash(int timeout_ms);
+
+/* At exit: wait until every event captured so far is in the local sinks,
+ * at most timeout_ms. Not signal-safe. */
+void tattle__link_wait_exit(int timeout_ms);
+
+/* In the child of fork(): forget the parent's region and flusher. */
+void tattle__link_forget(void);
+
+#endif

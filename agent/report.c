@@ -1,0 +1,67 @@
+/* report.c - formatting the text crash report (see report.h).
+ *
+ * Signal context: NO.
+ */
+#include "report.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "event.h"
+
+struct out { char *buf; size_t cap, len; };
+
+static void put(struct out *o, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+    if (o->len + 1 >= o->cap)
+        return;
+    va_start(ap, fmt);
+    n = vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        o->len = o->len + (size_t)n < o->cap ? o->len + (size_t)n : o->cap - 1;
+}
+
+static void put_frame(struct out *o, size_t i, const struct tattle_frame *f)
+{
+    const char *mod = f->module ? strrchr(f->module, '/') : NULL;
+    mod = mod ? mod + 1 : f->module;
+    if (f->signal_frame) {
+        put(o, "  #%-3zu 0x%016llx <signal handler called>\n", i, (unsigned long long)f->pc);
+        return;
+    }
+    if (f->inlined)
+        put(o, "  #%-3zu %18s    %s", i, "", f->function ? f->function : "??");
+    else
+        put(o, "  #%-3zu 0x%016llx in %s", i, (unsigned long long)f->pc, f->function ? f->function : "??");
+    if (f->file)
+        put(o, " (%s:%d)", f->file, f->line);
+    else if (mod)
+        put(o, " (%s+0x%llx)", mod, (unsigned long long)(f->pc - f->image_addr));
+    put(o, "%s\n", f->inlined ? " [inlined]" : "");
+}
+
+size_t tattle__report_format(char *buf, size_t cap, const struct tattle_shm *shm, const struct tattle_crash *c,
+                             const struct tattle_stack *st, const char *uuid, const char *sink_note)
+{
+    struct out o = {buf, cap, 0};
+    char type[256], value[2048];
+    size_t i, n;
+    if (cap == 0)
+        return 0;
+    buf[0] = 0;
+    tattle__event_crash_title(c, type, sizeof type, value, sizeof value);
+    put(&o, "\ntattle: %s: %s\n", type, value);
+    put(&o, "tattle: thread %d \"%s\" of process %d (%s)\n", c->tid, c->thread_name, c->pid, shm->exe);
+    n = st->n < TATTLE_EVENT_MAX_FRAMES ? st->n : TATTLE_EVENT_MAX_FRAMES;
+    for (i = 0; i < n; i++)
+        put_frame(&o, i, &st->frames[i]);
+    if (st->n > n || st->truncated)
+        put(&o, "  ... more frames not shown\n");
+    if (sink_note && *sink_note)
+        put(&o, "tattle: event %s %s\n", uuid, sink_note);
+    return o.len;
+}

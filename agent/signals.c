@@ -1,0 +1,218 @@
+/* signals.c - the crash handler and how the process dies afterwards.
+ *
+ * What runs where:
+ *  - At load, tattle__signals_install() puts on_fatal_signal() in place for
+ *    the seven fatal signals with SA_SIGINFO|SA_ONSTACK and no SA_NODEFER
+ *    or SA_RESETHAND, masking every other signal except the synchronous ones
+ *    (a synchronous signal that arrives blocked kills the process at once).
+ *  - In the handler (signal context, everything signal-safe):
+ *      on_fatal_signal()   errno saved; vfork children, re-entry and the
+ *                          fault guard are sorted out first
+ *      gate_enter()        the first crashing thread owns the capture; the
+ *                          others park (bounded) and then die
+ *      capture()           stage-1 record into the shared crash area:
+ *                          registers, siginfo, a copy of the stack, the
+ *                          module map, abort/assert/C++ details; then the
+ *                          flusher is woken (or started) and awaited, bounded
+ *      print_report()      the flusher's text report, written to fd 2
+ *      die_as_before()     the previous action back in place; a hardware
+ *                          fault returns and faults again, anything else is
+ *                          re-queued with its original siginfo
+ *  - Unwinding and symbolizing never happen here: the flusher does them
+ *    from the copied stack, out of process.
+ */
+#include "signals.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include "assafe.h"
+#include "hooks.h"
+#include "link.h"
+
+/* glibc exports its sigaction under this name too; calling it bypasses any
+ * interposer of sigaction (ours included, once signal chaining lands). */
+extern int __sigaction(int sig, const struct sigaction *act, struct sigaction *old);
+
+static const int fatal_signals[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP, SIGSYS};
+#define N_FATAL (sizeof fatal_signals / sizeof fatal_signals[0])
+
+static struct sigaction previous_action[NSIG];
+static const struct tattle_config *config;
+static pid_t process_id;             /* getpid() of the process we serve */
+static _Atomic pid_t crash_owner;    /* tid of the thread doing the capture */
+static _Atomic uint32_t crash_over;  /* futex: the capture finished */
+
+static __thread int in_handler;
+static __thread int guard_armed;
+static __thread sigjmp_buf guard_jmp;
+
+sigjmp_buf *tattle__signals_guard_arm(void)
+{
+    guard_armed = 1;
+    return &guard_jmp;
+}
+
+void tattle__signals_guard_end(void) { guard_armed = 0; }
+
+/* A fault that repeats by itself when the handler returns. */
+static int is_hardware_fault(int sig, const siginfo_t *si)
+{
+    if (sig != SIGSEGV && sig != SIGBUS && sig != SIGILL && sig != SIGFPE)
+        return 0;
+    return si->si_code > 0 && si->si_code != SI_KERNEL;
+}
+
+/* Put the previous action back and make the signal take its course: the
+ * same death (status, core, shell message) as without us. Signal-safe. */
+static void die_as_before(int sig, siginfo_t *si)
+{
+    __sigaction(sig, &previous_action[sig], NULL);
+    if (is_hardware_fault(sig, si))
+        return; /* the instruction faults again, now under the old action */
+    /* The signal is blocked while we run (no SA_NODEFER), so it stays
+     * pending and is delivered as soon as we return. */
+    if (tattle__sys_tgsigqueueinfo(tattle__sys_getpid(), tattle__sys_gettid(), sig, si) != 0)
+        tattle__sys_tgkill(tattle__sys_getpid(), tattle__sys_gettid(), sig);
+}
+
+/* One capture per process. Returns 1 when this thread owns it. */
+static int gate_enter(void)
+{
+    pid_t none = 0, me = tattle__sys_gettid();
+    if (atomic_compare_exchange_strong(&crash_owner, &none, me))
+        return 1;
+    /* Another thread is capturing: wait for it (bounded), then die. */
+    tattle__futex_wait((volatile uint32_t *)&crash_over, 0, 5000);
+    return 0;
+}
+
+static void gate_leave(void)
+{
+    atomic_store(&crash_over, 1);
+    tattle__futex_wake((volatile uint32_t *)&crash_over);
+}
+
+static void copy_registers(struct tattle_crash *c, const ucontext_t *uc)
+{
+    int i;
+    for (i = 0; i < TATTLE_NGREG; i++)
+        c->gregs[i] = (uint64_t)uc->uc_mcontext.gregs[i];
+}
+
+static void copy_stack(struct tattle_crash *c)
+{
+    /* Start below the stack pointer to keep the red zone. */
+    uint64_t sp = c->gregs[REG_RSP];
+    uint64_t start = sp > 256 ? sp - 256 : 0;
+    c->stack_start = start;
+    c->stack_len = (uint32_t)tattle__copy_readable(c->stack, (uintptr_t)start, sizeof c->stack);
+}
+
+static void fill_record(struct tattle_crash *c, int sig, const siginfo_t *si, const ucontext_t *uc)
+{
+    c->signo = sig;
+    c->si_code = si->si_code;
+    c->si_errno = si->si_errno;
+    c->fault_addr = (uint64_t)(uintptr_t)si->si_addr;
+    if (si->si_code <= 0) { /* sent by a process: kill, tgkill, raise, abort */
+        c->sender_pid = si->si_pid;
+        c->sender_uid = si->si_uid;
+    }
+    c->pid = tattle__sys_getpid();
+    c->ppid = getppid();
+    c->tid = tattle__sys_gettid();
+    c->time_ns = tattle__now_realtime_ns();
+    prctl(PR_GET_NAME, c->thread_name, 0, 0, 0);
+    copy_registers(c, uc);
+    copy_stack(c);
+    c->maps_len = (uint32_t)tattle__read_file("/proc/self/maps", c->maps, sizeof c->maps - 1);
+    c->maps[c->maps_len] = 0;
+    if (sig == SIGABRT)
+        tattle__hooks_fill_abort(c);
+}
+
+static void print_report(const struct tattle_crash *c)
+{
+    if (config->stderr_report && c->report_len > 0 && c->report_len <= sizeof c->report)
+        (void)tattle__write_all(2, c->report, c->report_len);
+}
+
+static void capture(int sig, siginfo_t *si, ucontext_t *uc)
+{
+    struct tattle_shm *shm = tattle__link_get(1);
+    struct tattle_crash *c;
+    uint32_t idle = TATTLE_CRASH_IDLE;
+    if (!shm) {
+        tattle__write_str(2, "tattle: could not record this crash (no shared memory)\n");
+        return;
+    }
+    c = &shm->crash;
+    if (!atomic_compare_exchange_strong(&c->state, &idle, TATTLE_CRASH_WRITING))
+        return;
+    fill_record(c, sig, si, uc);
+    atomic_store_explicit(&c->state, TATTLE_CRASH_READY, memory_order_release);
+    if (tattle__link_wait_crash(config->crash_timeout_ms))
+        print_report(c);
+    else if (config->stderr_report)
+        tattle__write_str(2, "tattle: the crash report did not complete in time\n");
+}
+
+static void on_fatal_signal(int sig, siginfo_t *si, void *ucv)
+{
+    int saved_errno = errno;
+    if (guard_armed && (sig == SIGSEGV || sig == SIGBUS)) {
+        guard_armed = 0;
+        siglongjmp(guard_jmp, 1);
+    }
+    /* A vfork child shares our memory: touch nothing, just die. A crash
+     * inside this handler, or a second signal on this thread: just die. */
+    if (tattle__sys_getpid() != process_id || in_handler) {
+        die_as_before(sig, si);
+        errno = saved_errno;
+        return;
+    }
+    /* An ignored signal sent by someone stays ignored, and is no crash. */
+    if (previous_action[sig].sa_handler == SIG_IGN && !is_hardware_fault(sig, si)) {
+        errno = saved_errno;
+        return;
+    }
+    in_handler = 1;
+    if (gate_enter()) {
+        capture(sig, si, ucv);
+        gate_leave();
+    }
+    die_as_before(sig, si);
+    in_handler = 0;
+    errno = saved_errno;
+}
+
+void tattle__signals_install(const struct tattle_config *cfg)
+{
+    struct sigaction sa;
+    size_t i;
+    config = cfg;
+    process_id = tattle__sys_getpid();
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_fatal_signal;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigfillset(&sa.sa_mask);
+    /* Synchronous signals must stay deliverable while we run: blocked, the
+     * kernel would kill the process instead of nesting (the fault guard and
+     * a crash inside the handler rely on that). */
+    sigdelset(&sa.sa_mask, SIGSEGV);
+    sigdelset(&sa.sa_mask, SIGBUS);
+    sigdelset(&sa.sa_mask, SIGILL);
+    sigdelset(&sa.sa_mask, SIGFPE);
+    sigdelset(&sa.sa_mask, SIGTRAP);
+    for (i = 0; i < N_FATAL; i++)
+        __sigaction(fatal_signals[i], &sa, &previous_action[fatal_signals[i]]);
+}
+
+void tattle__signals_after_fork(void) { process_id = tattle__sys_getpid(); }

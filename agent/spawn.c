@@ -1,0 +1,83 @@
+/* spawn.c - the signal-safe double spawn of the flusher (see spawn.h).
+ *
+ * Signal context: YES. Both children share the host's memory until execve
+ * (CLONE_VM), so they only make raw system calls and touch nothing but
+ * their own stacks and the tattle_spawn they were given.
+ */
+#include "spawn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef __WCLONE
+#define __WCLONE 0x80000000
+#endif
+
+static void child_exit(int code) { syscall(SYS_exit, code); }
+
+/* In the flusher-to-be: arrange descriptors, leave the session, exec. */
+static int flusher_child(void *arg)
+{
+    struct tattle_spawn *sp = arg;
+    int nullfd;
+    syscall(SYS_setsid);
+    /* The sources were moved above the floor in the host, so these dup2s
+     * cannot clobber each other. dup2 clears FD_CLOEXEC on the copies. */
+    syscall(SYS_dup2, sp->shm_fd, TATTLE_FLUSHER_FD_SHM);
+    syscall(SYS_dup2, sp->sock_fd, TATTLE_FLUSHER_FD_SOCK);
+    if (sp->pidfd >= 0)
+        syscall(SYS_dup2, sp->pidfd, TATTLE_FLUSHER_FD_HOST);
+    else
+        syscall(SYS_close, TATTLE_FLUSHER_FD_HOST);
+    nullfd = (int)syscall(SYS_open, "/dev/null", O_RDWR);
+    if (nullfd >= 0) {
+        syscall(SYS_dup2, nullfd, 0);
+        syscall(SYS_dup2, nullfd, 1);
+        syscall(SYS_dup2, nullfd, 2);
+    }
+    if (syscall(SYS_close_range, TATTLE_FLUSHER_FD_HOST + 1, ~0U, 0) != 0) {
+        int fd;
+        for (fd = TATTLE_FLUSHER_FD_HOST + 1; fd < 65536; fd++)
+            syscall(SYS_close, fd);
+    }
+    syscall(SYS_execve, sp->path, sp->argv, sp->envp);
+    child_exit(127);
+    return 127;
+}
+
+/* In the intermediate: start the flusher and exit, orphaning it. */
+static int intermediate_child(void *arg)
+{
+    struct tattle_spawn *sp = arg;
+    char *stack_top = (char *)sp->stack + 2 * TATTLE_SPAWN_STACK;
+    clone(flusher_child, stack_top, CLONE_VM | CLONE_VFORK | SIGCHLD, sp);
+    child_exit(0);
+    return 0;
+}
+
+int tattle__spawn_flusher(struct tattle_spawn *sp)
+{
+    sigset_t all, old;
+    char *stack_top = (char *)sp->stack + TATTLE_SPAWN_STACK;
+    pid_t pid;
+    int err = 0;
+    sigfillset(&all);
+    /* No host handler may run in a child that shares the host's memory. */
+    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, &old, sizeof(sigset_t) > 8 ? 8 : sizeof(sigset_t));
+    pid = clone(intermediate_child, stack_top, CLONE_VM | CLONE_VFORK, sp);
+    if (pid < 0) {
+        err = -errno;
+    } else {
+        /* Exit signal 0 makes it a "clone" child: reap it with __WCLONE,
+         * which no host wait() ever uses. */
+        while (syscall(SYS_wait4, pid, NULL, __WCLONE, NULL) < 0 && errno == EINTR)
+            ;
+    }
+    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old, NULL, 8);
+    return err;
+}

@@ -1,0 +1,330 @@
+/* symbolize.c - libdw symbolization (see symbolize.h).
+ *
+ * Signal context: NO (flusher only).
+ */
+#include "symbolize.h"
+
+#include <dwarf.h>
+#include <elfutils/libdw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+char *__cxa_demangle(const char *mangled, char *buf, size_t *len, int *status);
+
+struct tattle_symbolizer {
+    Dwfl *dwfl;
+    Dwfl_Callbacks callbacks;
+    char *debuginfo_path;
+};
+
+static const char *const system_prefixes[] = {
+    "/lib/", "/lib64/", "/usr/lib/", "/usr/lib64/", "/usr/libexec/", "[vdso]", "[vsyscall]", NULL,
+};
+
+/* A frame is the user's own code unless it comes from the system's
+ * libraries (libc, ld.so, libstdc++, ...) or from tattle itself. The main
+ * executable always counts as the user's, wherever it is installed. */
+static int module_in_app(Dwfl_Module *mod)
+{
+    const char *path = NULL;
+    Dwarf_Addr start;
+    const char *base;
+    int i;
+    dwfl_module_info(mod, NULL, &start, NULL, NULL, NULL, &path, NULL);
+    if (!path)
+        path = dwfl_module_info(mod, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+    if (!path)
+        return 0;
+    base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    if (!strncmp(base, "libtattle", 9) || !strncmp(base, "ld-linux", 8) || !strncmp(base, "libc.so", 7))
+        return 0;
+    for (i = 0; system_prefixes[i]; i++)
+        if (!strncmp(path, system_prefixes[i], strlen(system_prefixes[i])))
+            return 0;
+    return 1;
+}
+
+static int module_is_agent(Dwfl_Module *mod)
+{
+    const char *name = dwfl_module_info(mod, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+    const char *base = name ? strrchr(name, '/') : NULL;
+    base = base ? base + 1 : name;
+    return base && !strncmp(base, "libtattle.so", 12);
+}
+
+struct tattle_symbolizer *tattle__symbolizer_open(const char *maps, size_t len, pid_t pid)
+{
+    struct tattle_symbolizer *s = calloc(1, sizeof *s);
+    FILE *f;
+    if (!s)
+        return NULL;
+    s->callbacks.find_elf = dwfl_linux_proc_find_elf;
+    s->callbacks.find_debuginfo = dwfl_standard_find_debuginfo;
+    s->callbacks.debuginfo_path = &s->debuginfo_path;
+    s->dwfl = dwfl_begin(&s->callbacks);
+    if (!s->dwfl) {
+        free(s);
+        return NULL;
+    }
+    f = fmemopen((void *)maps, len, "r");
+    if (!f) {
+        tattle__symbolizer_close(s);
+        return NULL;
+    }
+    dwfl_report_begin(s->dwfl);
+    if (dwfl_linux_proc_maps_report(s->dwfl, f) != 0) {
+        fclose(f);
+        tattle__symbolizer_close(s);
+        return NULL;
+    }
+    fclose(f);
+    dwfl_report_end(s->dwfl, NULL, NULL);
+    (void)pid;
+    return s;
+}
+
+void tattle__symbolizer_close(struct tattle_symbolizer *s)
+{
+    if (!s)
+        return;
+    if (s->dwfl)
+        dwfl_end(s->dwfl);
+    free(s);
+}
+
+Dwfl *tattle__symbolizer_dwfl(struct tattle_symbolizer *s) { return s->dwfl; }
+
+static char *demangle(const char *name)
+{
+    int status = -1;
+    char *d;
+    if (!name)
+        return NULL;
+    if (name[0] == '_' && name[1] == 'Z') {
+        d = __cxa_demangle(name, NULL, NULL, &status);
+        if (d && status == 0)
+            return d;
+        free(d);
+    }
+    return strdup(name);
+}
+
+/* The name of a subprogram or inlined subroutine DIE, following
+ * abstract_origin/specification; the linkage name is preferred, demangled. */
+static char *die_function_name(Dwarf_Die *die)
+{
+    Dwarf_Attribute attr;
+    const char *name = NULL;
+    if (dwarf_attr_integrate(die, DW_AT_linkage_name, &attr) ||
+        dwarf_attr_integrate(die, DW_AT_MIPS_linkage_name, &attr))
+        name = dwarf_formstring(&attr);
+    if (!name && dwarf_attr_integrate(die, DW_AT_name, &attr))
+        name = dwarf_formstring(&attr);
+    return demangle(name);
+}
+
+static struct tattle_frame *push(struct tattle_stack *st)
+{
+    if (st->n == st->cap) {
+        size_t cap = st->cap ? st->cap * 2 : 64;
+        struct tattle_frame *f = realloc(st->frames, cap * sizeof *f);
+        if (!f)
+            return NULL;
+        st->frames = f;
+        st->cap = cap;
+    }
+    memset(&st->frames[st->n], 0, sizeof st->frames[0]);
+    return &st->frames[st->n++];
+}
+
+static void set_module(struct tattle_frame *f, Dwfl_Module *mod)
+{
+    Dwarf_Addr start = 0;
+    const char *main_file = NULL;
+    const char *name = dwfl_module_info(mod, NULL, &start, NULL, NULL, NULL, &main_file, NULL);
+    f->image_addr = start;
+    f->module = name;
+    f->in_app = module_in_app(mod);
+}
+
+/* The file name at index idx of the CU's line table. */
+static char *cu_file(Dwarf_Die *cudie, Dwarf_Word idx)
+{
+    Dwarf_Files *files;
+    size_t nfiles;
+    const char *name;
+    if (dwarf_getsrcfiles(cudie, &files, &nfiles) != 0 || idx >= nfiles)
+        return NULL;
+    name = dwarf_filesrc(files, idx, NULL, NULL);
+    return name ? strdup(name) : NULL;
+}
+
+/* One frame per inlined layer at pc (innermost first), from the DWARF
+ * scopes. Returns the number of frames added; 0 if there is no DWARF. */
+static int add_dwarf_frames(Dwfl_Module *mod, uint64_t pc, uint64_t lookup, struct tattle_stack *out)
+{
+    Dwarf_Addr bias = 0;
+    Dwarf_Die *cudie = dwfl_module_addrdie(mod, lookup, &bias);
+    Dwarf_Die *scopes = NULL;
+    Dwfl_Line *line;
+    char *file = NULL;
+    int lineno = 0, col = 0, nscopes, i, added = 0;
+    if (!cudie)
+        return 0;
+    line = dwfl_module_getsrc(mod, lookup);
+    if (line) {
+        const char *src = dwfl_lineinfo(line, NULL, &lineno, &col, NULL, NULL);
+        file = src ? strdup(src) : NULL;
+    }
+    nscopes = dwarf_getscopes(cudie, lookup - bias, &scopes);
+    for (i = 0; i < nscopes; i++) {
+        int tag = dwarf_tag(&scopes[i]);
+        struct tattle_frame *f;
+        Dwarf_Attribute attr;
+        Dwarf_Word v;
+        if (tag != DW_TAG_subprogram && tag != DW_TAG_inlined_subroutine)
+            continue;
+        f = push(out);
+        if (!f)
+            break;
+        f->pc = pc;
+        set_module(f, mod);
+        f->function = die_function_name(&scopes[i]);
+        f->file = file;
+        f->line = lineno;
+        f->column = col;
+        file = NULL;
+        added++;
+        if (tag == DW_TAG_subprogram) {
+            Dwarf_Addr low;
+            if (dwarf_lowpc(&scopes[i], &low) == 0)
+                f->symbol_addr = low + bias;
+            break;
+        }
+        /* This layer was inlined: the caller's location is the call site. */
+        f->inlined = 1;
+        if (dwarf_attr(&scopes[i], DW_AT_call_file, &attr) && dwarf_formudata(&attr, &v) == 0)
+            file = cu_file(cudie, v);
+        lineno = dwarf_attr(&scopes[i], DW_AT_call_line, &attr) && dwarf_formudata(&attr, &v) == 0 ? (int)v : 0;
+        col = dwarf_attr(&scopes[i], DW_AT_call_column, &attr) && dwarf_formudata(&attr, &v) == 0 ? (int)v : 0;
+    }
+    free(file);
+    free(scopes);
+    return added;
+}
+
+void tattle__symbolize(struct tattle_symbolizer *s, uint64_t pc, int activation, struct tattle_stack *out)
+{
+    /* A return address points after the call; look up the call itself. */
+    uint64_t lookup = activation ? pc : pc - 1;
+    Dwfl_Module *mod = dwfl_addrmodule(s->dwfl, lookup);
+    struct tattle_frame *f;
+    GElf_Off off = 0;
+    GElf_Sym sym;
+    const char *symname;
+    size_t first = out->n;
+    if (mod && module_is_agent(mod))
+        return;
+    if (mod && add_dwarf_frames(mod, pc, lookup, out) > 0) {
+        /* The outermost layer is the real function: prefer the ELF symbol's
+         * address, and its name when DWARF had none. */
+        f = &out->frames[out->n - 1];
+        symname = dwfl_module_addrinfo(mod, lookup, &off, &sym, NULL, NULL, NULL);
+        if (symname && !f->symbol_addr)
+            f->symbol_addr = lookup - off;
+        if (symname && !f->function)
+            f->function = demangle(symname);
+        (void)first;
+        return;
+    }
+    f = push(out);
+    if (!f)
+        return;
+    f->pc = pc;
+    if (!mod)
+        return;
+    set_module(f, mod);
+    symname = dwfl_module_addrinfo(mod, lookup, &off, &sym, NULL, NULL, NULL);
+    if (symname) {
+        f->function = demangle(symname);
+        f->symbol_addr = lookup - off;
+    }
+}
+
+static int fill_image(Dwfl_Module *mod, struct tattle_image *img)
+{
+    const unsigned char *bits = NULL;
+    GElf_Addr id_vaddr;
+    Dwarf_Addr start = 0, end = 0, bias = 0;
+    int len;
+    memset(img, 0, sizeof *img);
+    img->path = dwfl_module_info(mod, NULL, &start, &end, NULL, NULL, NULL, NULL);
+    img->start = start;
+    img->end = end;
+    if (dwfl_module_getelf(mod, &bias))
+        img->vmaddr = start - bias;
+    len = dwfl_module_build_id(mod, &bits, &id_vaddr);
+    if (len > 0 && bits) {
+        if (len > (int)sizeof img->build_id)
+            len = sizeof img->build_id;
+        memcpy(img->build_id, bits, (size_t)len);
+        img->build_id_len = len;
+    }
+    return 0;
+}
+
+int tattle__symbolizer_image(struct tattle_symbolizer *s, uint64_t pc, struct tattle_image *img)
+{
+    Dwfl_Module *mod = dwfl_addrmodule(s->dwfl, pc);
+    return mod ? fill_image(mod, img) : -1;
+}
+
+struct find_path { const char *path; Dwfl_Module *found; };
+
+static int match_path(Dwfl_Module *mod, void **ud, const char *name, Dwarf_Addr start, void *arg)
+{
+    struct find_path *fp = arg;
+    (void)ud;
+    (void)start;
+    if (name && !strcmp(name, fp->path)) {
+        fp->found = mod;
+        return DWARF_CB_ABORT;
+    }
+    return DWARF_CB_OK;
+}
+
+int tattle__symbolizer_image_by_path(struct tattle_symbolizer *s, const char *path, struct tattle_image *img)
+{
+    struct find_path fp = {path, NULL};
+    dwfl_getmodules(s->dwfl, match_path, &fp, 0);
+    return fp.found ? fill_image(fp.found, img) : -1;
+}
+
+void tattle__stack_free(struct tattle_stack *st)
+{
+    size_t i;
+    for (i = 0; i < st->n; i++) {
+        free(st->frames[i].function);
+        free(st->frames[i].file);
+    }
+    free(st->frames);
+    memset(st, 0, sizeof *st);
+}
+
+void tattle__debug_id(const unsigned char *build_id, int len, char out[37])
+{
+    unsigned char b[16] = {0};
+    unsigned char g[16];
+    int i;
+    memcpy(b, build_id, len < 16 ? (size_t)len : 16);
+    /* data1 (4 bytes), data2, data3 (2 bytes each) are byte-swapped. */
+    g[0] = b[3], g[1] = b[2], g[2] = b[1], g[3] = b[0];
+    g[4] = b[5], g[5] = b[4];
+    g[6] = b[7], g[7] = b[6];
+    for (i = 8; i < 16; i++)
+        g[i] = b[i];
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", g[0], g[1],
+             g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9], g[10], g[11], g[12], g[13], g[14], g[15]);
+}

@@ -1,0 +1,61 @@
+/* uuid.c - UUIDv7 generation and validation (see uuid.h).
+ *
+ * Signal context: NO.
+ */
+#include "uuid.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+static void fill_random(unsigned char *b, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = getrandom(b + got, n - got, GRND_NONBLOCK);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    if (got < n) { /* no entropy source: fall back to a weak but unique-enough mix */
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)(uintptr_t)b;
+        for (; got < n; got++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            b[got] = (unsigned char)x;
+        }
+    }
+}
+
+void tattle__uuid_v7(char out[TATTLE_UUID_STR], uint64_t unix_ms)
+{
+    unsigned char b[16];
+    int i;
+    fill_random(b, sizeof b);
+    for (i = 0; i < 6; i++)
+        b[i] = (unsigned char)(unix_ms >> (40 - 8 * i));
+    b[6] = (unsigned char)(0x70 | (b[6] & 0x0f));
+    b[8] = (unsigned char)(0x80 | (b[8] & 0x3f));
+    snprintf(out, TATTLE_UUID_STR,
+             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2],
+             b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+}
+
+int tattle__uuid_is_v7(const char *s)
+{
+    static const char lower_hex[] = "0123456789abcdefABCDEF";
+    int i;
+    if (!s || strlen(s) != 36)
+        return 0;
+    for (i = 0; i < 36; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (s[i] != '-')
+                return 0;
+        } else if (!strchr(lower_hex, s[i])) {
+            return 0;
+        }
+    }
+    return s[14] == '7' && strchr("89abAB", s[19]) != NULL;
+}
