@@ -1,0 +1,172 @@
+/* crasher.c - one program, one crash per verb, for the crash matrix.
+ *
+ * Usage: crasher VERB. Each verb prints a line on stdout first (flushed), so
+ * the tests can check that output is unchanged under the agent, then dies.
+ * Functions are noinline so gdb and tattle see the same frames.
+ */
+#include <assert.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define NOINLINE __attribute__((noinline))
+
+static volatile int sink;
+
+NOINLINE static void write_null(int *p)
+{
+    *p = 42;
+    sink++;
+}
+
+NOINLINE static void level3(int *p) { write_null(p); sink++; }
+NOINLINE static void level2(int *p) { level3(p); sink++; }
+NOINLINE static void level1(int *p) { level2(p); sink++; }
+
+static void crash_null(void) { level1(NULL); }
+
+NOINLINE static int recurse(int depth)
+{
+    volatile char pad[256];
+    pad[0] = (char)depth;
+    return recurse(depth + 1) + pad[0];
+}
+
+static void crash_stack_overflow(void) { sink = recurse(0); }
+
+NOINLINE static void do_abort(void) { abort(); }
+
+NOINLINE static void check_config(int value) { assert(value > 10); }
+
+NOINLINE static void do_double_free(void)
+{
+    char *volatile p = malloc(32);
+    free(p);
+    free(p);
+}
+
+NOINLINE static int divide(int a, int b) { return a / b; }
+
+static void crash_divzero(void)
+{
+    volatile int zero = 0;
+    sink = divide(7, zero);
+}
+
+NOINLINE static void do_illegal(void) { __builtin_trap(); }
+
+NOINLINE static void touch_mapping(volatile char *p) { sink = p[0]; }
+
+static void crash_sigbus(void)
+{
+    char path[] = "/tmp/tattle-crasher-XXXXXX";
+    int fd = mkstemp(path);
+    char *p;
+    if (fd < 0 || ftruncate(fd, 4096) != 0)
+        exit(2);
+    p = mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED)
+        exit(2);
+    if (ftruncate(fd, 0) != 0) /* the mapping now extends past the file */
+        exit(2);
+    unlink(path);
+    touch_mapping(p);
+}
+
+NOINLINE static void *thread_main(void *arg)
+{
+    level1(arg);
+    return NULL;
+}
+
+static void crash_thread(void)
+{
+    pthread_t t;
+    pthread_create(&t, NULL, thread_main, NULL);
+    pthread_join(t, NULL);
+}
+
+NOINLINE static void on_usr1(int sig)
+{
+    (void)sig;
+    write_null(NULL);
+}
+
+static void crash_in_handler(void)
+{
+    signal(SIGUSR1, on_usr1);
+    raise(SIGUSR1);
+}
+
+static pthread_barrier_t barrier;
+
+NOINLINE static void *racing_thread(void *arg)
+{
+    pthread_barrier_wait(&barrier);
+    write_null(arg);
+    return NULL;
+}
+
+static void crash_two_threads(void)
+{
+    pthread_t a, b;
+    pthread_barrier_init(&barrier, NULL, 2);
+    pthread_create(&a, NULL, racing_thread, NULL);
+    pthread_create(&b, NULL, racing_thread, NULL);
+    pthread_join(a, NULL);
+    pthread_join(b, NULL);
+}
+
+static void crash_kill_self(void) { kill(getpid(), SIGSEGV); pause(); }
+
+static void exit_normally(void) { exit(3); }
+
+struct verb {
+    const char *name;
+    void (*run)(void);
+};
+
+static void crash_abort(void) { do_abort(); }
+static void crash_assert(void) { check_config(3); }
+static void crash_double_free(void) { do_double_free(); }
+static void crash_illegal(void) { do_illegal(); }
+
+static const struct verb verbs[] = {
+    {"null", crash_null},
+    {"stack-overflow", crash_stack_overflow},
+    {"abort", crash_abort},
+    {"assert", crash_assert},
+    {"double-free", crash_double_free},
+    {"divzero", crash_divzero},
+    {"illegal", crash_illegal},
+    {"sigbus", crash_sigbus},
+    {"thread", crash_thread},
+    {"in-handler", crash_in_handler},
+    {"two-threads", crash_two_threads},
+    {"kill-self", crash_kill_self},
+    {"exit3", exit_normally},
+};
+
+int main(int argc, char **argv)
+{
+    size_t i;
+    if (argc != 2) {
+        fprintf(stderr, "usage: crasher VERB\n");
+        return 2;
+    }
+    for (i = 0; i < sizeof verbs / sizeof verbs[0]; i++) {
+        if (!strcmp(argv[1], verbs[i].name)) {
+            printf("crasher: %s\n", argv[1]);
+            fflush(stdout);
+            verbs[i].run();
+            return 0;
+        }
+    }
+    fprintf(stderr, "crasher: unknown verb %s\n", argv[1]);
+    return 2;
+}

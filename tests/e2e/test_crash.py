@@ -1,0 +1,145 @@
+"""test_crash.py - the crash matrix: each crash run plain and under the agent.
+
+For every case: the same death (exit status or signal, core flag) and the
+same stdout as the plain run, the plain stderr still there, exactly one
+$exception event with the right type and value, the frames gdb shows for
+the same crash (in order, crash-site file and line equal), and the
+executable's build ID in $debug_images. Usage: test_crash.py [CASE...]
+"""
+import os
+import re
+
+import harness as h
+
+CRASHER = os.path.join(h.BUILD, "tests", "crasher")
+CRASHER_CXX = os.path.join(h.BUILD, "tests", "crasher_cxx")
+
+
+def debug_id_from_build_id(hex_id):
+    b = bytes.fromhex(hex_id)[:16].ljust(16, b"\0")
+    g = b[3::-1] + b[5:3:-1] + b[7:5:-1] + b[8:]
+    s = g.hex()
+    return "%s-%s-%s-%s-%s" % (s[:8], s[8:12], s[12:16], s[16:20], s[20:])
+
+
+def check_same_death(plain, agent):
+    h.check_equal(agent.describe(), plain.describe(), "the process dies the same way under the agent")
+    h.check_equal(agent.stdout, plain.stdout, "stdout is unchanged")
+    h.check(plain.stderr in agent.stderr, "the program's own stderr is unchanged",
+            "plain: %r" % plain.stderr, "agent: %r" % agent.stderr)
+
+
+def check_debug_images(event, exe):
+    want = h.build_id(exe)
+    images = event["properties"]["$debug_images"]
+    ours = [i for i in images if i.get("code_file") == os.path.realpath(exe)]
+    h.check(len(ours) == 1, "the executable is in $debug_images", images)
+    h.check_equal(ours[0]["code_id"], want, "its code_id is the GNU build ID")
+    h.check_equal(ours[0]["debug_id"], debug_id_from_build_id(want), "its debug_id follows PostHog's rule")
+
+
+def check_against_gdb(argv, event, limit=60, compare=None):
+    """Our frames must name gdb's functions in gdb's order. gdb also shows
+    tail-call frames it rebuilds from DWARF call sites (libc's
+    __pthread_kill_internal); those are the only ones we may lack."""
+    gdb = h.gdb_backtrace(argv, limit)
+    ours = h.frames_innermost_first(event)
+    g_names = [h.normalize_function(n) for n, _, _ in gdb]
+    o_names = [h.normalize_function(f.get("function")) for f in ours]
+    if compare:
+        g_names, o_names = g_names[:compare], o_names[:compare]
+        h.check(len(o_names) == len(g_names) and all(map(h.same_symbol, o_names, g_names)),
+                "the first %d frames match gdb's" % compare, "gdb:    %s" % g_names, "tattle: %s" % o_names)
+    h.check(h.same_symbol(o_names[0], g_names[0]), "the crash-site function matches gdb's",
+            "gdb:    %s" % g_names[0], "tattle: %s" % o_names[0])
+    g_file, g_line = gdb[0][1], gdb[0][2]
+    if g_file:
+        o_file = ours[0].get("filename") or ""
+        h.check(o_file.endswith(g_file.lstrip("./")) and ours[0].get("lineno") == g_line,
+                "the crash-site file and line match gdb's",
+                "gdb:    %s:%s" % (g_file, g_line), "tattle: %s:%s" % (o_file, ours[0].get("lineno")))
+    if "main" in g_names and "main" in o_names:
+        o_names = o_names[: o_names.index("main") + 1]
+    else:
+        o_names = o_names[: len(g_names)]
+    h.check(h.is_subsequence(o_names, g_names), "tattle's frames appear in gdb's backtrace, in order",
+            "gdb:    %s" % g_names, "tattle: %s" % o_names)
+    for (name, path, _line) in gdb:
+        if path and "crasher" in os.path.basename(path):
+            h.check(any(h.same_symbol(h.normalize_function(name), o) for o in o_names),
+                    "gdb's frame %s is in tattle's stack" % name,
+                    "tattle: %s" % o_names)
+
+
+def check_report(agent, event, first_function):
+    ex = event["properties"]["$exception_list"][0]
+    h.check("tattle: %s: %s" % (ex["type"], ex["value"]) in agent.stderr, "the report's title is on stderr",
+            agent.stderr[-3000:])
+    h.check(re.search(r"#0 .* in (__)?%s \(" % re.escape(first_function), agent.stderr),
+            "the report's first frame is %s" % first_function, agent.stderr[-3000:])
+
+
+def crash_case(verb, exe, type_, value_re, first, gdb=True, compare=None, limit=60):
+    def test():
+        box = h.Sandbox(verb)
+        try:
+            argv = [exe] + ([verb] if verb else [])
+            plain = h.run(argv, env=box.base_env(), cwd=box.dir)
+            agent = h.run(argv, env=box.agent_env(), cwd=box.dir)
+            check_same_death(plain, agent)
+            events = h.exceptions(box.events())
+            h.check_equal(len(events), 1, "exactly one $exception event")
+            ev = events[0]
+            ex = ev["properties"]["$exception_list"][0]
+            h.check_equal(ex["type"], type_, "the exception type")
+            h.check(re.fullmatch(value_re, ex["value"]), "the exception value", "want /%s/" % value_re,
+                    "got  %r" % ex["value"])
+            h.check_equal(ex["mechanism"]["handled"], False, "a crash is unhandled")
+            h.check_equal(ev["properties"]["$exception_level"], "fatal", "a crash is fatal")
+            for f in ex["stacktrace"]["frames"]:
+                h.check_equal(f["platform"], "native", "every frame is native")
+                h.check("libtattle" not in (f.get("module") or ""), "no frame of the agent", f)
+            check_debug_images(ev, exe)
+            check_report(agent, ev, first)
+            if gdb:
+                check_against_gdb(argv, ev, limit=limit, compare=compare)
+        finally:
+            box.cleanup()
+    return test
+
+
+ADDR = r"0x[0-9a-f]+"
+TESTS = {
+    "null": crash_case("null", CRASHER, "SIGSEGV", r"Segmentation fault \(SEGV_MAPERR\) at address 0x0",
+                       "write_null"),
+    "stack-overflow": crash_case("stack-overflow", CRASHER, "SIGSEGV",
+                                 r"Segmentation fault \(SEGV_(MAPERR|ACCERR)\) at address " + ADDR, "recurse",
+                                 compare=40, limit=40),
+    "abort": crash_case("abort", CRASHER, "SIGABRT", r"Aborted \(SI_TKILL\)", "__pthread_kill_implementation"),
+    "assert": crash_case("assert", CRASHER, "assertion",
+                         r".*crasher\.c:\d+: check_config: Assertion `value > 10' failed\.",
+                         "__pthread_kill_implementation"),
+    "double-free": crash_case("double-free", CRASHER, "SIGABRT",
+                              r"Aborted: free\(\): double free detected in tcache 2",
+                              "__pthread_kill_implementation"),
+    "divzero": crash_case("divzero", CRASHER, "SIGFPE",
+                          r"Floating point exception \(FPE_INTDIV\) at address " + ADDR, "divide"),
+    "illegal": crash_case("illegal", CRASHER, "SIGILL",
+                          r"Illegal instruction \(ILL_ILLOPN\) at address " + ADDR, "do_illegal"),
+    "sigbus": crash_case("sigbus", CRASHER, "SIGBUS", r"Bus error \(BUS_ADRERR\) at address " + ADDR,
+                         "touch_mapping"),
+    "thread": crash_case("thread", CRASHER, "SIGSEGV", r"Segmentation fault \(SEGV_MAPERR\) at address 0x0",
+                         "write_null"),
+    "in-handler": crash_case("in-handler", CRASHER, "SIGSEGV",
+                             r"Segmentation fault \(SEGV_MAPERR\) at address 0x0", "write_null"),
+    "two-threads": crash_case("two-threads", CRASHER, "SIGSEGV",
+                              r"Segmentation fault \(SEGV_MAPERR\) at address 0x0", "write_null", gdb=False),
+    "kill-self": crash_case("kill-self", CRASHER, "SIGSEGV", r"Segmentation fault \(SI_USER\)", "kill", gdb=False),
+    "cxx-uncaught": crash_case("", CRASHER_CXX, "std::runtime_error", r"config value too small",
+                               "__pthread_kill_implementation"),
+    "cxx-uncaught-non-std": crash_case("throw-int", CRASHER_CXX, "NotAnException", r"uncaught exception",
+                                       "__pthread_kill_implementation"),
+}
+
+if __name__ == "__main__":
+    h.main(TESTS)
