@@ -98,7 +98,6 @@ void tattle__config_load(struct tattle_config *cfg, int warn)
     if (cfg->disabled)
         return;
     cfg->stderr_report = env_bool("TATTLE_STDERR", 1, warn);
-    cfg->debug = env_bool("TATTLE_DEBUG", 0, warn);
     cfg->crash_timeout_ms = env_int("TATTLE_CRASH_TIMEOUT_MS", 3000, 0, 60000, warn);
     cfg->exit_timeout_ms = env_int("TATTLE_EXIT_TIMEOUT_MS", 1000, 0, 60000, warn);
     load_file_path(cfg, warn);

@@ -20,7 +20,6 @@ struct tattle_config {
     int stderr_report;         /* TATTLE_STDERR, default 1 */
     int crash_timeout_ms;      /* TATTLE_CRASH_TIMEOUT_MS, default 3000 */
     int exit_timeout_ms;       /* TATTLE_EXIT_TIMEOUT_MS, default 1000 */
-    int debug;                 /* TATTLE_DEBUG=1: the flusher logs to stderr */
     char file_path[PATH_MAX];  /* TATTLE_FILE, else the default path (may be "") */
     int file_explicit;         /* TATTLE_FILE was set */
     char distinct_id[TATTLE_DISTINCT_ID_MAX + 1]; /* TATTLE_DISTINCT_ID, may be "" */

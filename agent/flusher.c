@@ -36,15 +36,6 @@ struct flusher {
     int host_gone;
 };
 
-static void debug(const struct flusher *f, const char *fmt, const char *arg)
-{
-    if (f->cfg.debug) {
-        fprintf(stderr, "tattle-flusher: ");
-        fprintf(stderr, fmt, arg);
-        fputc('\n', stderr);
-    }
-}
-
 /* Physical frames to symbolized frames. libdw flags as activations both the
  * kernel's signal trampoline and the frame it interrupted; a non-initial
  * activation followed by another is the trampoline. */
@@ -103,7 +94,6 @@ static void process_crash(struct flusher *f)
     c->report_len = (uint32_t)tattle__report_format(c->report, sizeof c->report, f->shm, c, &st, uuid, note);
     atomic_store_explicit(&c->state, TATTLE_CRASH_DONE, memory_order_release);
     (void)send(f->sock, "d", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
-    debug(f, "crash processed: %s", note);
     free(json);
     cJSON_Delete(ev);
     tattle__stack_free(&st);
