@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define NOINLINE __attribute__((noinline))
@@ -126,6 +127,27 @@ static void crash_kill_self(void) { kill(getpid(), SIGSEGV); pause(); }
 
 static void exit_normally(void) { exit(3); }
 
+/* Two children, one of which crashes; the parent reaps until ECHILD and
+ * reports what it saw. An agent process it could see would change that. */
+static void fork_child_crash(void)
+{
+    int reaped = 0, sig = 0, status;
+    pid_t a = fork();
+    if (a == 0) {
+        level1(NULL);
+        _exit(0);
+    }
+    if (fork() == 0)
+        _exit(0);
+    while (wait(&status) > 0) {
+        reaped++;
+        if (WIFSIGNALED(status))
+            sig = WTERMSIG(status);
+    }
+    printf("reaped %d, signal %d\n", reaped, sig);
+    exit(0);
+}
+
 struct verb {
     const char *name;
     void (*run)(void);
@@ -150,6 +172,7 @@ static const struct verb verbs[] = {
     {"two-threads", crash_two_threads},
     {"kill-self", crash_kill_self},
     {"exit3", exit_normally},
+    {"fork-child-crash", fork_child_crash},
 };
 
 int main(int argc, char **argv)

@@ -30,8 +30,8 @@ def check(cond, what, *details):
         raise Failure(msg)
 
 
-def check_equal(actual, expected, what):
-    check(actual == expected, what, "expected: %r" % (expected,), "actual:   %r" % (actual,))
+def check_equal(actual, expected, what, *details):
+    check(actual == expected, what, "expected: %r" % (expected,), "actual:   %r" % (actual,), *details)
 
 
 class Run:

@@ -1,0 +1,164 @@
+"""test_lifecycle.py - the agent's promises around a crash: silence when
+nothing crashes, configuration, where events go, and no trace of the
+flusher in the host (children, pipes). Usage: test_lifecycle.py [CASE...]
+"""
+import os
+import shutil
+import stat
+import subprocess
+import time
+
+import harness as h
+
+CRASHER = os.path.join(h.BUILD, "tests", "crasher")
+
+
+def with_box(fn):
+    def test():
+        box = h.Sandbox(fn.__name__)
+        try:
+            fn(box)
+        finally:
+            box.cleanup()
+    test.__name__ = fn.__name__
+    return test
+
+
+@with_box
+def no_crash_prints_nothing(box):
+    plain = h.run([CRASHER, "exit3"], env=box.base_env(), cwd=box.dir)
+    agent = h.run([CRASHER, "exit3"], env=box.agent_env(), cwd=box.dir)
+    h.check_equal(agent.describe(), plain.describe(), "the exit status is unchanged")
+    h.check_equal(agent.stdout, plain.stdout, "stdout is unchanged")
+    h.check_equal(agent.stderr, plain.stderr, "the agent prints nothing")
+    h.check(not os.path.exists(box.events_path), "no event and no sink file for a clean exit")
+
+
+@with_box
+def disable_turns_everything_off(box):
+    plain = h.run([CRASHER, "null"], env=box.base_env(), cwd=box.dir)
+    agent = h.run([CRASHER, "null"], env=box.agent_env(TATTLE_DISABLE=1), cwd=box.dir)
+    h.check_equal(agent.describe(), plain.describe(), "the death is unchanged")
+    h.check_equal(agent.stderr, plain.stderr, "no report")
+    h.check_equal(box.events(), [], "no event")
+
+
+@with_box
+def stderr_zero_keeps_stderr_identical(box):
+    plain = h.run([CRASHER, "assert"], env=box.base_env(), cwd=box.dir)
+    agent = h.run([CRASHER, "assert"], env=box.agent_env(TATTLE_STDERR=0), cwd=box.dir)
+    h.check_equal(agent.describe(), plain.describe(), "the death is unchanged")
+    h.check_equal(agent.stderr, plain.stderr, "stderr is byte for byte the program's")
+    h.check_equal(len(h.exceptions(box.events())), 1, "the event is still written")
+
+
+def check_private(path):
+    h.check_equal(stat.S_IMODE(os.stat(path).st_mode), 0o600, "the sink file is private (0600)")
+    h.check_equal(stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode), 0o700,
+                  "its directory is private (0700)")
+
+
+@with_box
+def default_sink_under_xdg_state_home(box):
+    env = box.agent_env()
+    del env["TATTLE_FILE"]
+    h.run([CRASHER, "null"], env=env, cwd=box.dir)
+    path = os.path.join(box.dir, "state", "tattle", "events.jsonl")
+    h.check_equal(len(h.exceptions(box.events(path))), 1, "the event is in $XDG_STATE_HOME/tattle/events.jsonl")
+    check_private(path)
+
+
+@with_box
+def default_sink_under_home(box):
+    env = box.agent_env()
+    del env["TATTLE_FILE"]
+    del env["XDG_STATE_HOME"]
+    env["HOME"] = box.dir
+    agent = h.run([CRASHER, "null"], env=env, cwd=box.dir)
+    path = os.path.join(box.dir, ".local", "state", "tattle", "events.jsonl")
+    h.check_equal(len(h.exceptions(box.events(path))), 1, "the event is in ~/.local/state/tattle/events.jsonl")
+    h.check(path in agent.stderr, "the report says where the event went", agent.stderr[-500:])
+
+
+@with_box
+def malformed_config_warns_once_and_uses_defaults(box):
+    env = box.agent_env(TATTLE_STDERR="perhaps", TATTLE_CRASH_TIMEOUT_MS="soon")
+    plain = h.run([CRASHER, "exit3"], env=box.base_env(), cwd=box.dir)
+    agent = h.run([CRASHER, "exit3"], env=env, cwd=box.dir)
+    h.check_equal(agent.describe(), plain.describe(), "the exit status is unchanged")
+    lines = agent.stderr.splitlines()
+    h.check_equal(len(lines), 2, "one line per malformed variable", agent.stderr)
+    h.check("TATTLE_STDERR" in lines[0] and "TATTLE_CRASH_TIMEOUT_MS" in lines[1],
+            "each line names its variable", agent.stderr)
+    crash = h.run([CRASHER, "null"], env=env, cwd=box.dir)
+    h.check("tattle: SIGSEGV" in crash.stderr, "the default (report on) applies", crash.stderr[-500:])
+
+
+@with_box
+def distinct_id_from_the_environment(box):
+    h.run([CRASHER, "null"], env=box.agent_env(TATTLE_DISTINCT_ID="user-42"), cwd=box.dir)
+    ev = h.exceptions(box.events())[0]
+    h.check_equal(ev["distinct_id"], "user-42", "distinct_id comes from TATTLE_DISTINCT_ID")
+    h.check("$process_person_profile" not in ev["properties"], "an identified event has a person profile")
+
+
+@with_box
+def anonymous_without_distinct_id(box):
+    h.run([CRASHER, "null"], env=box.agent_env(), cwd=box.dir)
+    ev = h.exceptions(box.events())[0]
+    h.check(len(ev["distinct_id"]) == 36, "a random UUID as distinct_id", ev["distinct_id"])
+    h.check_equal(ev["properties"].get("$process_person_profile"), False, "no person profile")
+
+
+@with_box
+def forked_child_crash_is_invisible_to_the_parents_wait(box):
+    plain = h.run([CRASHER, "fork-child-crash"], env=box.base_env(), cwd=box.dir)
+    agent = h.run([CRASHER, "fork-child-crash"], env=box.agent_env(), cwd=box.dir)
+    h.check_equal(plain.stdout, "crasher: fork-child-crash\nreaped 2, signal 11\n", "the plain run's output")
+    h.check_equal(agent.stdout, plain.stdout, "the parent reaps exactly its own two children")
+    h.check_equal(agent.describe(), plain.describe(), "the parent's exit is unchanged")
+    evs = h.exceptions(box.events())
+    h.check_equal(len(evs), 1, "one event, from the child")
+    props = evs[0]["properties"]
+    h.check(props["pid"] != props["ppid"], "the event names the child's pid and its parent", props["pid"])
+
+
+@with_box
+def pipe_closes_when_the_host_dies(box):
+    """$(host) and host | cat must not wait for the flusher: it holds no
+    descriptor of the host's. A hang here would block until the timeout."""
+    env = box.agent_env()
+    t0 = time.monotonic()
+    p = subprocess.Popen([CRASHER, "null"], env=env, cwd=box.dir, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    try:
+        out, err = p.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        raise h.Failure("FAILED: the host's pipes stayed open after it died")
+    h.check_equal(p.returncode, -11, "the host died by SIGSEGV")
+    h.check_equal(out, b"crasher: null\n", "stdout through the pipe")
+
+
+@with_box
+def missing_flusher_never_hangs_or_changes_the_death(box):
+    lonely = os.path.join(box.dir, "lib")
+    os.mkdir(lonely)
+    shutil.copy(h.AGENT, lonely)
+    env = box.agent_env(LD_PRELOAD=os.path.join(lonely, "libtattle.so"))
+    plain = h.run([CRASHER, "null"], env=box.base_env(), cwd=box.dir)
+    agent = h.run([CRASHER, "null"], env=env, cwd=box.dir, timeout=30)
+    h.check_equal(agent.describe(), plain.describe(), "the death is unchanged")
+    h.check("tattle-flusher not found" in agent.stderr, "one clear line says why", agent.stderr)
+
+
+TESTS = {f.__name__: f for f in [
+    no_crash_prints_nothing, disable_turns_everything_off, stderr_zero_keeps_stderr_identical,
+    default_sink_under_xdg_state_home, default_sink_under_home, malformed_config_warns_once_and_uses_defaults,
+    distinct_id_from_the_environment, anonymous_without_distinct_id,
+    forked_child_crash_is_invisible_to_the_parents_wait, pipe_closes_when_the_host_dies,
+    missing_flusher_never_hangs_or_changes_the_death,
+]}
+
+if __name__ == "__main__":
+    h.main(TESTS)
