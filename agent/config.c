@@ -100,6 +100,7 @@ void tattle__config_load(struct tattle_config *cfg, int warn)
     cfg->stderr_report = env_bool("TATTLE_STDERR", 1, warn);
     cfg->crash_timeout_ms = env_int("TATTLE_CRASH_TIMEOUT_MS", 3000, 0, 60000, warn);
     cfg->exit_timeout_ms = env_int("TATTLE_EXIT_TIMEOUT_MS", 1000, 0, 60000, warn);
+    cfg->max_breadcrumbs = env_int("TATTLE_MAX_BREADCRUMBS", 100, 0, 1000, warn);
     load_file_path(cfg, warn);
     load_distinct_id(cfg, warn);
 }

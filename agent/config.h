@@ -23,6 +23,7 @@ struct tattle_config {
     char file_path[PATH_MAX];  /* TATTLE_FILE, else the default path (may be "") */
     int file_explicit;         /* TATTLE_FILE was set */
     char distinct_id[TATTLE_DISTINCT_ID_MAX + 1]; /* TATTLE_DISTINCT_ID, may be "" */
+    int max_breadcrumbs;       /* TATTLE_MAX_BREADCRUMBS, default 100, 0-1000 */
 };
 
 /* Parse the environment. warn != 0 prints one line per malformed variable. */

@@ -13,7 +13,13 @@
 #include <pthread.h>
 #include <string.h>
 
+#include <stdio.h>
+#include <stdlib.h>
+
 #include "altstack.h"
+#include "breadcrumbs.h"
+#include "context.h"
+#include "json.h"
 #include "assafe.h"
 #include "config.h"
 #include "hooks.h"
@@ -56,9 +62,56 @@ static void build_flusher_env(void)
     flusher_env[n] = NULL;
 }
 
+void tattle__api_enable(void);
+
+/* A process tag from the environment, as a JSON string. */
+static void env_string_tag(const char *var, const char *key, const char *value)
+{
+    char buf[1024];
+    struct tattle_out o = {buf, sizeof buf - 1, 0, 0};
+    tattle__out_json_string(&o, value);
+    buf[o.len] = 0;
+    if (o.overflow || tattle__utf8_check(value, strlen(value)) != 0 || tattle__process_tag(key, buf) != 0) {
+        fprintf(stderr, "tattle: ignoring %s: \"%.64s\" is not short UTF-8 text\n", var, value);
+        return;
+    }
+}
+
+/* TATTLE_TAGS='key=value,key=value', TATTLE_RELEASE, TATTLE_ENVIRONMENT,
+ * TATTLE_DISTINCT_ID: the process layer for programs that are not rebuilt. */
+static void load_process_layer(void)
+{
+    const char *tags = getenv("TATTLE_TAGS");
+    const char *v;
+    if (tags && *tags) {
+        char buf[4096], *save = NULL, *item;
+        if (strlen(tags) >= sizeof buf) {
+            fprintf(stderr, "tattle: ignoring TATTLE_TAGS: longer than %zu bytes\n", sizeof buf - 1);
+        } else {
+            strcpy(buf, tags);
+            for (item = strtok_r(buf, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+                char *eq = strchr(item, '=');
+                if (!eq || eq == item || eq - item > 200) {
+                    fprintf(stderr, "tattle: ignoring TATTLE_TAGS item \"%.64s\": expected key=value\n", item);
+                    continue;
+                }
+                *eq = 0;
+                env_string_tag("TATTLE_TAGS", item, eq + 1);
+            }
+        }
+    }
+    if ((v = getenv("TATTLE_RELEASE")) && *v)
+        env_string_tag("TATTLE_RELEASE", "release", v);
+    if ((v = getenv("TATTLE_ENVIRONMENT")) && *v)
+        env_string_tag("TATTLE_ENVIRONMENT", "environment", v);
+    if (config.distinct_id[0])
+        tattle__process_set_distinct(config.distinct_id);
+}
+
 static void after_fork_child(void)
 {
     tattle__signals_after_fork();
+    tattle__context_after_fork();
     tattle__link_forget();
 }
 
@@ -72,9 +125,12 @@ __attribute__((constructor)) static void tattle_load(void)
     build_flusher_env();
     tattle__link_init(flusher_path[0] ? flusher_path : NULL, flusher_env);
     tattle__hooks_init();
+    tattle__breadcrumbs_init((unsigned)config.max_breadcrumbs);
+    load_process_layer();
     tattle__altstack_init();
     tattle__signals_install(&config);
     pthread_atfork(NULL, NULL, after_fork_child);
+    tattle__api_enable();
     loaded = 1;
 }
 

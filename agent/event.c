@@ -13,6 +13,7 @@
 #include <ucontext.h>
 #include <unistd.h>
 
+#include "merge.h"
 #include "signames.h"
 #include "uuid.h"
 
@@ -181,7 +182,7 @@ static cJSON *frame_json(const struct tattle_frame *f)
 }
 
 /* Outermost first, crash site last; when truncated, the crash end is kept. */
-static cJSON *frames_json(const struct tattle_stack *st)
+cJSON *tattle__event_frames(const struct tattle_stack *st)
 {
     cJSON *arr = cJSON_CreateArray();
     size_t n = st->n < TATTLE_EVENT_MAX_FRAMES ? st->n : TATTLE_EVENT_MAX_FRAMES;
@@ -229,12 +230,12 @@ static void add_image(cJSON *images, const struct tattle_image *img)
 }
 
 /* The executable first, then every module a frame points into. */
-static cJSON *debug_images_json(struct tattle_symbolizer *sym, const char *exe, const struct tattle_stack *st)
+cJSON *tattle__event_debug_images(struct tattle_symbolizer *sym, const char *exe, const struct tattle_stack *st)
 {
     cJSON *images = cJSON_CreateArray();
     struct tattle_image img;
     size_t i;
-    if (exe[0] && tattle__symbolizer_image_by_path(sym, exe, &img) == 0)
+    if (exe && exe[0] && tattle__symbolizer_image_by_path(sym, exe, &img) == 0)
         add_image(images, &img);
     for (i = 0; i < st->n && i < TATTLE_EVENT_MAX_FRAMES; i++)
         if (!st->frames[i].inlined && tattle__symbolizer_image(sym, st->frames[i].pc, &img) == 0)
@@ -281,7 +282,7 @@ static cJSON *exception_json(const struct tattle_crash *c, const struct tattle_s
     cJSON_AddNumberToObject(ex, "thread_id", c->tid);
     trace = cJSON_AddObjectToObject(ex, "stacktrace");
     cJSON_AddStringToObject(trace, "type", "raw");
-    cJSON_AddItemToObject(trace, "frames", frames_json(st));
+    cJSON_AddItemToObject(trace, "frames", tattle__event_frames(st));
     return ex;
 }
 
@@ -295,7 +296,7 @@ cJSON *tattle__event_crash(const struct tattle_config *cfg, const struct tattle_
     const char *code = tattle__si_code_name(c->signo, c->si_code);
     cJSON_AddItemToArray(list, exception_json(c, st));
     cJSON_AddStringToObject(props, "$exception_level", "fatal");
-    cJSON_AddItemToObject(props, "$debug_images", debug_images_json(sym, shm->exe, st));
+    cJSON_AddItemToObject(props, "$debug_images", tattle__event_debug_images(sym, shm->exe, st));
     cJSON_AddStringToObject(props, "signal", tattle__signal_name(c->signo));
     if (code)
         cJSON_AddStringToObject(props, "signal_code", code);
@@ -310,6 +311,16 @@ cJSON *tattle__event_crash(const struct tattle_config *cfg, const struct tattle_
     cJSON_AddItemToObject(props, "registers", registers_json(c));
     if (st->truncated || st->n > TATTLE_EVENT_MAX_FRAMES)
         cJSON_AddBoolToObject(props, "stack_truncated", 1);
+    if (c->context_len) {
+        struct tattle_merged m;
+        tattle__merge_context(c->context, c->context_len, &m);
+        if (m.distinct) {
+            cJSON_ReplaceItemInObject(ev, "distinct_id", cJSON_CreateString(m.distinct));
+            cJSON_DeleteItemFromObjectCaseSensitive(props, "$process_person_profile");
+        }
+        tattle__merged_apply(&m, ev);
+        tattle__merged_free(&m);
+    }
     tattle__event_add_process(ev, shm);
     /* The crashing process, not the one that created the region (a forked
      * child crashes with its own pid). */

@@ -35,6 +35,13 @@ cJSON *tattle__event_crash(const struct tattle_config *cfg, const struct tattle_
 /* The exception's type and readable value, as the event and report show them. */
 void tattle__event_crash_title(const struct tattle_crash *c, char *type, size_t tcap, char *value, size_t vcap);
 
+/* Frames as PostHog's raw stacktrace wants them: outermost first. */
+cJSON *tattle__event_frames(const struct tattle_stack *st);
+
+/* $debug_images: the executable (exe may be NULL), then each module a frame
+ * points into. */
+cJSON *tattle__event_debug_images(struct tattle_symbolizer *sym, const char *exe, const struct tattle_stack *st);
+
 /* ISO-8601 UTC with milliseconds, e.g. 2026-01-15T10:20:30.123Z */
 void tattle__event_time(uint64_t time_ns, char out[32]);
 

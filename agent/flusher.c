@@ -21,6 +21,7 @@
 #include "assafe.h"
 #include "config.h"
 #include "event.h"
+#include "ingest.h"
 #include "report.h"
 #include "shm.h"
 #include "sink_file.h"
@@ -34,6 +35,9 @@ struct flusher {
     int sock;
     int host_fd; /* pidfd, or -1 */
     int host_gone;
+    struct tattle_symbolizer *sym; /* the host's modules, for handled exceptions */
+    char *batch;                   /* JSON lines waiting for the file sink */
+    size_t batch_len, batch_cap;
 };
 
 /* Physical frames to symbolized frames. libdw flags as activations both the
@@ -100,13 +104,63 @@ static void process_crash(struct flusher *f)
     tattle__symbolizer_close(sym);
 }
 
-/* Records other than crashes arrive through the ring (contexts' events). */
+/* The host's module map, read while it lives (kept after it is gone). */
+static struct tattle_symbolizer *host_symbolizer(void *arg)
+{
+    struct flusher *f = arg;
+    static char maps[TATTLE_MAPS_MAX];
+    char path[64];
+    size_t n;
+    if (f->sym)
+        return f->sym;
+    snprintf(path, sizeof path, "/proc/%d/maps", f->shm->host_pid);
+    n = tattle__read_file(path, maps, sizeof maps);
+    if (n > 0)
+        f->sym = tattle__symbolizer_open(maps, n, f->shm->host_pid);
+    return f->sym;
+}
+
+static void batch_add(struct flusher *f, const char *line)
+{
+    size_t n = strlen(line);
+    if (f->batch_len + n + 1 > f->batch_cap) {
+        size_t cap = (f->batch_len + n + 1) * 2;
+        char *b = realloc(f->batch, cap);
+        if (!b)
+            return;
+        f->batch = b;
+        f->batch_cap = cap;
+    }
+    memcpy(f->batch + f->batch_len, line, n);
+    f->batch[f->batch_len + n] = '\n';
+    f->batch_len += n + 1;
+}
+
+static void batch_write(struct flusher *f)
+{
+    if (f->batch_len && f->cfg.file_path[0])
+        tattle__sink_file_append(f->cfg.file_path, f->batch, f->batch_len - 1, 1);
+    f->batch_len = 0;
+}
+
+/* Records other than crashes arrive through the ring: captures and
+ * handled exceptions, each becoming one event. */
 static void drain_ring(struct flusher *f)
 {
     static unsigned char rec[TATTLE_RING_MAX_RECORD];
     struct tattle_ring *r = &f->shm->ring;
-    while (tattle__ring_get(r, rec, sizeof rec) > 0)
-        ;
+    size_t len;
+    while ((len = tattle__ring_get(r, rec, sizeof rec)) > 0) {
+        cJSON *ev = tattle__ingest(&f->cfg, f->shm, rec, len, host_symbolizer, f);
+        char *json = ev ? cJSON_PrintUnformatted(ev) : NULL;
+        if (json)
+            batch_add(f, json);
+        free(json);
+        cJSON_Delete(ev);
+        if (f->batch_len > (1u << 20))
+            batch_write(f);
+    }
+    batch_write(f);
     if (f->host_gone && tattle__ring_pending(r))
         tattle__ring_skip_abandoned(r);
     atomic_store(&f->shm->sunk_pos, atomic_load(&r->tail));

@@ -208,26 +208,39 @@ int tattle__link_wait_crash(int timeout_ms)
     }
 }
 
-void tattle__link_wait_exit(int timeout_ms)
+/* Wait until the flusher has written every record claimed so far to the
+ * local sinks. Returns 1 when it has, 0 on timeout or without a flusher. */
+static int wait_sunk(struct tattle_shm *shm, int timeout_ms)
 {
-    struct tattle_shm *shm = tattle__link_peek();
-    uint64_t target, deadline;
-    if (!shm || timeout_ms <= 0)
-        return;
-    target = atomic_load(&shm->ring.head);
-    atomic_store(&shm->host_exiting, 1);
-    deadline = tattle__now_monotonic_ms() + (uint64_t)timeout_ms;
+    uint64_t target = atomic_load(&shm->ring.head);
+    uint64_t deadline = tattle__now_monotonic_ms() + (uint64_t)timeout_ms;
     while (atomic_load(&shm->sunk_pos) < target) {
         uint32_t seen = atomic_load(&shm->sunk_futex);
         uint64_t now = tattle__now_monotonic_ms();
         if (now >= deadline || !sock_is_ours())
-            return;
+            return 0;
         ring_bell();
         if (atomic_load(&shm->sunk_pos) >= target)
-            return;
+            break;
         tattle__futex_wait((volatile uint32_t *)&shm->sunk_futex, seen,
                            (int)(deadline - now < 100 ? deadline - now : 100));
     }
+    return 1;
+}
+
+int tattle__link_flush(int timeout_ms)
+{
+    struct tattle_shm *shm = tattle__link_peek();
+    return shm ? wait_sunk(shm, timeout_ms) : 1;
+}
+
+void tattle__link_wait_exit(int timeout_ms)
+{
+    struct tattle_shm *shm = tattle__link_peek();
+    if (!shm || timeout_ms <= 0)
+        return;
+    atomic_store(&shm->host_exiting, 1);
+    wait_sunk(shm, timeout_ms);
 }
 
 void tattle__link_forget(void)

@@ -30,6 +30,11 @@ void tattle__link_doorbell(void);
  * when the report is complete. Signal-safe. */
 int tattle__link_wait_crash(int timeout_ms);
 
+/* tattle_flush: wait until every event captured so far is in the local
+ * sinks. Returns 1 when it is (or nothing was ever captured), 0 on timeout.
+ * Not signal-safe. */
+int tattle__link_flush(int timeout_ms);
+
 /* At exit: wait until every event captured so far is in the local sinks,
  * at most timeout_ms. Not signal-safe. */
 void tattle__link_wait_exit(int timeout_ms);

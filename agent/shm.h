@@ -25,7 +25,7 @@
 #define TATTLE_MAPS_MAX (256u * 1024u)
 #define TATTLE_REPORT_MAX (32u * 1024u)
 #define TATTLE_CMDLINE_MAX 4096u
-#define TATTLE_CONTEXT_MAX (16u * 1024u)
+#define TATTLE_CONTEXT_MAX (64u * 1024u)
 
 #if !defined(__x86_64__)
 #error "tattle's crash record is defined for x86_64 only so far"

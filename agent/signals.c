@@ -33,6 +33,8 @@
 #include <unistd.h>
 
 #include "assafe.h"
+#include "breadcrumbs.h"
+#include "context.h"
 #include "hooks.h"
 #include "link.h"
 
@@ -115,6 +117,24 @@ static void copy_stack(struct tattle_crash *c)
     c->stack_len = (uint32_t)tattle__copy_readable(c->stack, (uintptr_t)start, sizeof c->stack);
 }
 
+/* The thread's context and the latest breadcrumbs, as JSON. Reading the
+ * process layer while another thread rewrites it could fault: guarded. */
+static void copy_context(struct tattle_crash *c)
+{
+    struct tattle_out o = {c->context, sizeof c->context, 0, 0};
+    if (tattle__signals_guard_begin() == 0) {
+        tattle__context_write(&o);
+        if (!o.overflow && o.len > 0) {
+            o.len--; /* reopen the object for the breadcrumbs */
+            tattle__out_str(&o, ",\"b\":");
+            tattle__breadcrumbs_write(&o);
+            tattle__out_raw(&o, "}", 1);
+        }
+    }
+    tattle__signals_guard_end();
+    c->context_len = o.overflow ? 0 : (uint32_t)o.len;
+}
+
 static void fill_record(struct tattle_crash *c, int sig, const siginfo_t *si, const ucontext_t *uc)
 {
     c->signo = sig;
@@ -136,6 +156,7 @@ static void fill_record(struct tattle_crash *c, int sig, const siginfo_t *si, co
     c->maps[c->maps_len] = 0;
     if (sig == SIGABRT)
         tattle__hooks_fill_abort(c);
+    copy_context(c);
 }
 
 static void print_report(const struct tattle_crash *c)
@@ -184,7 +205,8 @@ static void on_fatal_signal(int sig, siginfo_t *si, void *ucv)
         return;
     }
     in_handler = 1;
-    if (gate_enter()) {
+    /* TATTLE_NO_CAPTURE_EXCEPTIONS: not reported, dies all the same. */
+    if (tattle__context_captures_crashes() && gate_enter()) {
         capture(sig, si, ucv);
         gate_leave();
     }

@@ -178,7 +178,17 @@ static int add_dwarf_frames(Dwfl_Module *mod, uint64_t pc, uint64_t lookup, stru
         const char *src = dwfl_lineinfo(line, NULL, &lineno, &col, NULL, NULL);
         file = src ? strdup(src) : NULL;
     }
+    /* dwarf_getscopes finds the innermost scope, but past an inlined
+     * instance it continues in the abstract definition's parents; the
+     * physical nesting (inline within inline within the function) comes
+     * from the DIE tree, as dwarf_getscopes_die walks it. */
     nscopes = dwarf_getscopes(cudie, lookup - bias, &scopes);
+    if (nscopes > 0) {
+        Dwarf_Die innermost = scopes[0];
+        free(scopes);
+        scopes = NULL;
+        nscopes = dwarf_getscopes_die(&innermost, &scopes);
+    }
     for (i = 0; i < nscopes; i++) {
         int tag = dwarf_tag(&scopes[i]);
         struct tattle_frame *f;

@@ -1,0 +1,332 @@
+/* api.c - the functions tattle.h binds to: checking input, then contexts,
+ * captures and breadcrumbs.
+ *
+ * Owns: argument validation and its one-line warnings (once per kind of
+ * mistake), the per-thread re-entrancy guard, and building capture records
+ * in a per-thread buffer before they go into the ring.
+ * Signal context: PARTLY. tattle_capture, tattle_capture_as and
+ * tattle_add_breadcrumb are async-signal-safe (no allocation, no locks);
+ * the context mutators allocate and are guarded against re-entry.
+ */
+#include <execinfo.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#define TATTLE_AGENT_BUILD
+#include "tattle.h"
+
+#include "assafe.h"
+#include "breadcrumbs.h"
+#include "context.h"
+#include "json.h"
+#include "link.h"
+#include "record.h"
+#include "uuid.h"
+
+#define EXPORT __attribute__((visibility("default")))
+
+static int agent_enabled;
+static __thread int in_api;
+static __thread char record_buf[TATTLE_RING_MAX_RECORD];
+static _Atomic unsigned warned; /* one bit per TATTLE_E* kind */
+
+void tattle__api_enable(void) { agent_enabled = 1; }
+
+static int warn_bit(int code)
+{
+    switch (code) {
+    case TATTLE_EINVAL: return 0;
+    case TATTLE_ETOOBIG: return 1;
+    case TATTLE_EJSON: return 2;
+    case TATTLE_EUTF8: return 3;
+    case TATTLE_ESESSION: return 4;
+    case TATTLE_ENOCONTEXT: return 5;
+    case TATTLE_ETOOMANY: return 6;
+    case TATTLE_EBUSY: return 7;
+    case TATTLE_EAGENT: return 8;
+    default: return -1;
+    }
+}
+
+/* One line on stderr the first time each kind of mistake happens. Uses
+ * write(2) only, so it is signal-safe too. */
+static int refuse(const char *func, int code)
+{
+    int bit = warn_bit(code);
+    if (bit >= 0 && !(atomic_fetch_or(&warned, 1u << bit) & (1u << bit))) {
+        tattle__write_str(2, "tattle: ");
+        tattle__write_str(2, func);
+        tattle__write_str(2, ": ");
+        tattle__write_str(2, tattle_strerror(code));
+        tattle__write_str(2, " (further mistakes of this kind are not reported)\n");
+    }
+    return code;
+}
+
+/* A string argument: present, within limit, UTF-8. */
+static int check_text(const char *s, size_t limit, int allow_empty)
+{
+    size_t n;
+    if (!s || (!allow_empty && !*s))
+        return TATTLE_EINVAL;
+    n = tattle__strlen(s);
+    if (n > limit)
+        return TATTLE_ETOOBIG;
+    return tattle__utf8_check(s, n) == 0 ? 0 : TATTLE_EUTF8;
+}
+
+static int check_json(const char *s, size_t limit, int object)
+{
+    size_t n;
+    if (!s)
+        return TATTLE_EINVAL;
+    n = tattle__strlen(s);
+    if (n > limit)
+        return TATTLE_ETOOBIG;
+    if (tattle__utf8_check(s, n) != 0)
+        return TATTLE_EUTF8;
+    if ((object ? tattle__json_check_object(s, n) : tattle__json_check(s, n)) != 0)
+        return TATTLE_EJSON;
+    return 0;
+}
+
+#define ENTER(func)                                                                                     \
+    do {                                                                                                \
+        if (!agent_enabled)                                                                             \
+            return 0;                                                                                   \
+        if (in_api)                                                                                     \
+            return refuse(func, TATTLE_EBUSY);                                                          \
+        in_api = 1;                                                                                     \
+    } while (0)
+#define LEAVE(func, r)                                                                                  \
+    do {                                                                                                \
+        int r_ = (r);                                                                                   \
+        in_api = 0;                                                                                     \
+        return r_ < 0 ? refuse(func, r_) : r_;                                                          \
+    } while (0)
+
+EXPORT int tattle_version(void) { return TATTLE_VERSION_HEX; }
+
+EXPORT int tattle_new_context(unsigned flags)
+{
+    ENTER("tattle_new_context");
+    LEAVE("tattle_new_context",
+          flags & ~(unsigned)(TATTLE_FRESH | TATTLE_NO_CAPTURE_EXCEPTIONS) ? TATTLE_EINVAL
+                                                                              : tattle__context_push(flags));
+}
+
+EXPORT void tattle_end_context(void)
+{
+    if (!agent_enabled || in_api)
+        return;
+    in_api = 1;
+    if (tattle__context_pop() != 0)
+        refuse("tattle_end_context", TATTLE_ENOCONTEXT);
+    in_api = 0;
+}
+
+static int tag_checked(const char *func, const char *key, const char *json, int process)
+{
+    int r = check_text(key, TATTLE_LIMIT_KEY, 0);
+    if (r == 0)
+        r = check_json(json, TATTLE_LIMIT_TAG_VALUE, 0);
+    if (r == 0)
+        r = process ? tattle__process_tag(key, json) : tattle__context_tag(key, json);
+    (void)func;
+    return r;
+}
+
+EXPORT int tattle_tag(const char *key, const char *json_value)
+{
+    ENTER("tattle_tag");
+    LEAVE("tattle_tag", tag_checked("tattle_tag", key, json_value, 0));
+}
+
+EXPORT int tattle_process_tag(const char *key, const char *json_value)
+{
+    ENTER("tattle_process_tag");
+    LEAVE("tattle_process_tag", tag_checked("tattle_process_tag", key, json_value, 1));
+}
+
+EXPORT int tattle_tag_string(const char *key, const char *value)
+{
+    char buf[TATTLE_LIMIT_TAG_VALUE + 1];
+    struct tattle_out o = {buf, sizeof buf - 1, 0, 0};
+    int r;
+    ENTER("tattle_tag_string");
+    r = check_text(value, TATTLE_LIMIT_TAG_VALUE, 1);
+    if (r == 0) {
+        tattle__out_json_string(&o, value);
+        buf[o.len] = 0;
+        r = o.overflow ? TATTLE_ETOOBIG : tag_checked("tattle_tag_string", key, buf, 0);
+    }
+    LEAVE("tattle_tag_string", r);
+}
+
+static int tag_literal(const char *key, const char *json)
+{
+    ENTER("tattle_tag");
+    LEAVE("tattle_tag", tag_checked("tattle_tag", key, json, 0));
+}
+
+EXPORT int tattle_tag_int(const char *key, int64_t value)
+{
+    char buf[32];
+    tattle__fmt_i64(buf, value);
+    return tag_literal(key, buf);
+}
+
+EXPORT int tattle_tag_double(const char *key, double value)
+{
+    char buf[40];
+    if (value != value || value - value != 0) /* NaN and infinities are not JSON */
+        return tag_literal(key, "null");
+    snprintf(buf, sizeof buf, "%.17g", value);
+    return tag_literal(key, buf);
+}
+
+EXPORT int tattle_tag_bool(const char *key, int value) { return tag_literal(key, value ? "true" : "false"); }
+
+EXPORT int tattle_identify_context(const char *distinct_id)
+{
+    int r;
+    ENTER("tattle_identify_context");
+    r = check_text(distinct_id, TATTLE_LIMIT_ID, 0);
+    LEAVE("tattle_identify_context", r ? r : tattle__context_set_distinct(distinct_id));
+}
+
+EXPORT int tattle_process_identify(const char *distinct_id)
+{
+    int r;
+    ENTER("tattle_process_identify");
+    r = check_text(distinct_id, TATTLE_LIMIT_ID, 0);
+    LEAVE("tattle_process_identify", r ? r : tattle__process_set_distinct(distinct_id));
+}
+
+EXPORT int tattle_set_context_session(const char *session_id)
+{
+    int r;
+    ENTER("tattle_set_context_session");
+    if (!session_id || !*session_id)
+        r = TATTLE_EINVAL;
+    else if (!tattle__uuid_is_v7(session_id))
+        r = TATTLE_ESESSION;
+    else
+        r = tattle__context_set_session(session_id);
+    LEAVE("tattle_set_context_session", r);
+}
+
+/* Build a record in this thread's buffer and put it in the ring.
+ * Signal-safe. */
+static int put_record(uint16_t kind, const char *name, const char *distinct, const char *props,
+                      const char *message, void *const *pcs, int npcs)
+{
+    struct tattle_record rec;
+    struct tattle_out o = {record_buf, sizeof record_buf, 0, 0};
+    struct tattle_shm *shm = tattle__link_get(0);
+    size_t ctx_start, ctx_end;
+    int64_t pos;
+    int i;
+    if (!shm)
+        return TATTLE_EAGENT;
+    memset(&rec, 0, sizeof rec);
+    rec.kind = kind;
+    rec.pid = tattle__sys_getpid();
+    rec.tid = tattle__sys_gettid();
+    rec.time_ns = tattle__now_realtime_ns();
+    rec.dropped_before = atomic_load_explicit(&shm->ring.dropped, memory_order_relaxed);
+    tattle__out_str(&o, name);
+    rec.name_len = (uint32_t)o.len;
+    if (distinct)
+        tattle__out_str(&o, distinct);
+    rec.distinct_len = (uint32_t)o.len - rec.name_len;
+    if (props)
+        tattle__out_str(&o, props);
+    rec.props_len = (uint32_t)o.len - rec.name_len - rec.distinct_len;
+    ctx_start = o.len;
+    tattle__context_write(&o);
+    if (kind == TATTLE_REC_EXCEPTION) {
+        /* the context JSON gets the breadcrumbs as "b" */
+        o.len--; /* drop the closing brace */
+        tattle__out_str(&o, ",\"b\":");
+        tattle__breadcrumbs_write(&o);
+        tattle__out_raw(&o, "}", 1);
+    }
+    ctx_end = o.len;
+    rec.context_len = (uint32_t)(ctx_end - ctx_start);
+    if (message)
+        tattle__out_str(&o, message);
+    rec.message_len = (uint32_t)(o.len - ctx_end);
+    for (i = 0; i < npcs; i++) {
+        uint64_t pc = (uint64_t)(uintptr_t)pcs[i];
+        tattle__out_raw(&o, (const char *)&pc, sizeof pc);
+    }
+    rec.npcs = (uint16_t)npcs;
+    if (o.overflow || o.len + sizeof rec > TATTLE_RING_MAX_RECORD)
+        return TATTLE_ETOOBIG;
+    pos = tattle__ring_put(&shm->ring, &rec, sizeof rec, record_buf, o.len);
+    if (pos < 0)
+        return pos == -2 ? TATTLE_ETOOBIG : TATTLE_ENOBUFS;
+    tattle__link_doorbell();
+    return 0;
+}
+
+static int capture(const char *func, const char *event, const char *distinct, const char *props)
+{
+    int r = check_text(event, TATTLE_LIMIT_KEY, 0);
+    if (r == 0 && distinct)
+        r = check_text(distinct, TATTLE_LIMIT_ID, 0);
+    if (r == 0 && props)
+        r = check_json(props, TATTLE_LIMIT_PROPERTIES, 1);
+    (void)func;
+    return r ? r : put_record(TATTLE_REC_EVENT, event, distinct, props, NULL, NULL, 0);
+}
+
+EXPORT int tattle_capture(const char *event, const char *properties_json)
+{
+    ENTER("tattle_capture");
+    LEAVE("tattle_capture", capture("tattle_capture", event, NULL, properties_json));
+}
+
+EXPORT int tattle_capture_as(const char *event, const char *distinct_id, const char *properties_json)
+{
+    ENTER("tattle_capture_as");
+    if (!distinct_id || !*distinct_id)
+        LEAVE("tattle_capture_as", TATTLE_EINVAL);
+    LEAVE("tattle_capture_as", capture("tattle_capture_as", event, distinct_id, properties_json));
+}
+
+EXPORT int tattle_capture_exception(const char *type, const char *message)
+{
+    void *pcs[TATTLE_REC_MAX_PCS];
+    int r, n;
+    ENTER("tattle_capture_exception");
+    r = check_text(type, TATTLE_LIMIT_KEY, 0);
+    if (r == 0 && message)
+        r = check_text(message, TATTLE_LIMIT_MESSAGE, 1);
+    if (r == 0) {
+        n = backtrace(pcs, TATTLE_REC_MAX_PCS);
+        r = put_record(TATTLE_REC_EXCEPTION, type, NULL, NULL, message, pcs, n);
+    }
+    LEAVE("tattle_capture_exception", r);
+}
+
+EXPORT int tattle_add_breadcrumb(const char *category, const char *message)
+{
+    int r;
+    ENTER("tattle_add_breadcrumb");
+    r = check_text(category, TATTLE_LIMIT_CRUMB_CATEGORY, 0);
+    if (r == 0)
+        r = check_text(message, TATTLE_LIMIT_CRUMB_MESSAGE, 1);
+    if (r == 0)
+        r = tattle__breadcrumbs_add(category, message, tattle__now_realtime_ns());
+    LEAVE("tattle_add_breadcrumb", r);
+}
+
+EXPORT int tattle_flush(int timeout_ms)
+{
+    ENTER("tattle_flush");
+    LEAVE("tattle_flush", tattle__link_flush(timeout_ms < 0 ? 0 : timeout_ms) ? 0 : TATTLE_ETIMEDOUT);
+}

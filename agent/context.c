@@ -1,0 +1,240 @@
+/* context.c - process and per-thread contexts (see context.h).
+ *
+ * Signal context: PARTLY (see context.h). Each thread only ever touches its
+ * own stack, so no locks are needed there; the process layer takes a mutex
+ * for writers and never frees what a reader might hold.
+ */
+#include "context.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TATTLE_AGENT_BUILD
+#include "tattle.h"
+
+struct tag {
+    const char *key, *value; /* one allocation: key NUL value NUL */
+};
+
+struct tagset {
+    _Atomic(struct tag *) items;
+    _Atomic unsigned count;
+    unsigned cap;
+};
+
+struct context {
+    struct context *parent;
+    unsigned flags;
+    struct tagset tags;
+    _Atomic(char *) distinct;
+    _Atomic(char *) session;
+};
+
+static __thread struct context *_Atomic thread_top;
+static __thread int thread_depth;
+
+static struct tagset process_tags;
+static _Atomic(char *) process_distinct;
+static pthread_mutex_t process_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static char *dup_pair(const char *key, const char *value, const char **vout)
+{
+    size_t kl = strlen(key), vl = strlen(value);
+    char *p = malloc(kl + vl + 2);
+    if (!p)
+        return NULL;
+    memcpy(p, key, kl + 1);
+    memcpy(p + kl + 1, value, vl + 1);
+    *vout = p + kl + 1;
+    return p;
+}
+
+/* Append key=value; a key set again is appended again (the later one wins
+ * when read). free_old: the replaced array may be freed (only this thread
+ * reads it). */
+static int tagset_append(struct tagset *ts, const char *key, const char *value, int free_old)
+{
+    unsigned n = atomic_load_explicit(&ts->count, memory_order_relaxed);
+    struct tag *items = atomic_load_explicit(&ts->items, memory_order_relaxed);
+    const char *v;
+    char *k;
+    if (n >= TATTLE_TAGS_MAX)
+        return TATTLE_ETOOMANY;
+    if (n == ts->cap) {
+        unsigned cap = ts->cap ? ts->cap * 2 : 8;
+        struct tag *grown = malloc(cap * sizeof *grown);
+        if (!grown)
+            return TATTLE_ENOMEM;
+        if (n)
+            memcpy(grown, items, n * sizeof *grown);
+        atomic_store_explicit(&ts->items, grown, memory_order_release);
+        ts->cap = cap;
+        if (free_old)
+            free(items);
+        items = grown;
+    }
+    k = dup_pair(key, value, &v);
+    if (!k)
+        return TATTLE_ENOMEM;
+    items[n].key = k;
+    items[n].value = v;
+    atomic_store_explicit(&ts->count, n + 1, memory_order_release);
+    return 0;
+}
+
+static void tagset_free(struct tagset *ts)
+{
+    struct tag *items = atomic_load(&ts->items);
+    unsigned i, n = atomic_load(&ts->count);
+    for (i = 0; i < n; i++)
+        free((char *)items[i].key);
+    free(items);
+}
+
+static void context_free(struct context *c)
+{
+    tagset_free(&c->tags);
+    free(atomic_load(&c->distinct));
+    free(atomic_load(&c->session));
+    free(c);
+}
+
+int tattle__context_push(unsigned flags)
+{
+    struct context *c;
+    if (thread_depth >= TATTLE_MAX_DEPTH)
+        return TATTLE_ETOOMANY;
+    c = calloc(1, sizeof *c);
+    if (!c)
+        return TATTLE_ENOMEM;
+    c->parent = atomic_load_explicit(&thread_top, memory_order_relaxed);
+    c->flags = flags;
+    atomic_store_explicit(&thread_top, c, memory_order_release);
+    thread_depth++;
+    return 0;
+}
+
+int tattle__context_pop(void)
+{
+    struct context *c = atomic_load_explicit(&thread_top, memory_order_relaxed);
+    if (!c)
+        return -1;
+    atomic_store_explicit(&thread_top, c->parent, memory_order_release);
+    thread_depth--;
+    context_free(c);
+    return 0;
+}
+
+int tattle__context_depth(void) { return thread_depth; }
+
+int tattle__context_tag(const char *key, const char *json_value)
+{
+    struct context *c = atomic_load_explicit(&thread_top, memory_order_relaxed);
+    if (!c)
+        return TATTLE_ENOCONTEXT;
+    return tagset_append(&c->tags, key, json_value, 1);
+}
+
+static int swap_string(_Atomic(char *) *slot, const char *value, int free_old)
+{
+    char *copy = strdup(value);
+    char *old;
+    if (!copy)
+        return TATTLE_ENOMEM;
+    old = atomic_exchange(slot, copy);
+    if (free_old)
+        free(old);
+    return 0;
+}
+
+int tattle__context_set_distinct(const char *id)
+{
+    struct context *c = atomic_load_explicit(&thread_top, memory_order_relaxed);
+    return c ? swap_string(&c->distinct, id, 1) : TATTLE_ENOCONTEXT;
+}
+
+int tattle__context_set_session(const char *id)
+{
+    struct context *c = atomic_load_explicit(&thread_top, memory_order_relaxed);
+    return c ? swap_string(&c->session, id, 1) : TATTLE_ENOCONTEXT;
+}
+
+/* Other threads (and their crash handlers) may be reading the process
+ * layer at any time: what it replaces is never freed. */
+int tattle__process_tag(const char *key, const char *json_value)
+{
+    int r;
+    pthread_mutex_lock(&process_lock);
+    r = tagset_append(&process_tags, key, json_value, 0);
+    pthread_mutex_unlock(&process_lock);
+    return r;
+}
+
+int tattle__process_set_distinct(const char *id)
+{
+    return swap_string(&process_distinct, id, 0);
+}
+
+static void write_tags(struct tattle_out *o, struct tagset *ts)
+{
+    struct tag *items = atomic_load_explicit(&ts->items, memory_order_acquire);
+    unsigned i, n = atomic_load_explicit(&ts->count, memory_order_acquire);
+    tattle__out_raw(o, "{", 1);
+    for (i = 0; i < n; i++) {
+        if (i)
+            tattle__out_raw(o, ",", 1);
+        tattle__out_json_string(o, items[i].key);
+        tattle__out_raw(o, ":", 1);
+        tattle__out_str(o, items[i].value);
+    }
+    tattle__out_raw(o, "}", 1);
+}
+
+static void write_id(struct tattle_out *o, const char *name, const char *value)
+{
+    if (!value)
+        return;
+    tattle__out_str(o, name);
+    tattle__out_json_string(o, value);
+}
+
+void tattle__context_write(struct tattle_out *o)
+{
+    struct context *chain[TATTLE_MAX_DEPTH];
+    struct context *c = atomic_load_explicit(&thread_top, memory_order_acquire);
+    int n = 0, i;
+    /* Innermost up to (and including) the nearest fresh context. */
+    for (; c && n < TATTLE_MAX_DEPTH; c = c->parent) {
+        chain[n++] = c;
+        if (c->flags & TATTLE_FRESH)
+            break;
+    }
+    tattle__out_str(o, "{\"p\":{\"t\":");
+    write_tags(o, &process_tags);
+    write_id(o, ",\"d\":", atomic_load(&process_distinct));
+    tattle__out_str(o, "},\"l\":[");
+    for (i = n - 1; i >= 0; i--) {
+        tattle__out_str(o, i == n - 1 ? "{\"t\":" : ",{\"t\":");
+        write_tags(o, &chain[i]->tags);
+        write_id(o, ",\"d\":", atomic_load(&chain[i]->distinct));
+        write_id(o, ",\"s\":", atomic_load(&chain[i]->session));
+        tattle__out_raw(o, "}", 1);
+    }
+    tattle__out_str(o, "]}");
+}
+
+int tattle__context_captures_crashes(void)
+{
+    struct context *c = atomic_load_explicit(&thread_top, memory_order_acquire);
+    return !(c && (c->flags & TATTLE_NO_CAPTURE_EXCEPTIONS));
+}
+
+void tattle__context_after_fork(void)
+{
+    /* posthog-python resets contexts in a forked child: so do we. The
+     * parent's memory copy is left as it is (freeing it buys nothing). */
+    atomic_store(&thread_top, NULL);
+    thread_depth = 0;
+}

@@ -1,0 +1,48 @@
+/* context.h - the host's contexts: process tags, per-thread nested contexts.
+ *
+ * Owns: each thread's stack of contexts (tags, distinct ID, session ID,
+ * flags) and the process-wide layer, and their serialization as JSON text
+ * for captures and crashes: {"p":{process layer},"l":[layers, outer first]}
+ * where a layer is {"t":{tags},"d":distinct,"s":session}. Merging the layers
+ * (inner wins, objects merge deeply) is the flusher's job.
+ * Mutations are published so that a reader on the same thread (the crash
+ * handler interrupting tattle_tag) always sees a complete old or new state:
+ * tag arrays are append-only with a published count, pointers are swapped
+ * before the old memory is freed.
+ * Signal context: PARTLY. tattle__context_write() and
+ * tattle__context_captures_crashes() are signal-safe; the mutators are not.
+ */
+#ifndef TATTLE_CONTEXT_H
+#define TATTLE_CONTEXT_H
+
+#include <stddef.h>
+
+#include "json.h"
+
+#define TATTLE_KEY_MAX 200
+#define TATTLE_TAG_VALUE_MAX 8192
+#define TATTLE_TAGS_MAX 256
+#define TATTLE_ID_MAX 200
+#define TATTLE_MAX_DEPTH 256
+
+int tattle__context_push(unsigned flags);
+int tattle__context_pop(void); /* -1 if none */
+int tattle__context_tag(const char *key, const char *json_value); /* validated by the caller */
+int tattle__context_set_distinct(const char *id);
+int tattle__context_set_session(const char *id);
+int tattle__context_depth(void);
+
+int tattle__process_tag(const char *key, const char *json_value);
+int tattle__process_set_distinct(const char *id);
+
+/* Write the calling thread's context as JSON text. Signal-safe. */
+void tattle__context_write(struct tattle_out *o);
+
+/* 0 when the innermost context was opened with TATTLE_NO_CAPTURE_EXCEPTIONS.
+ * Signal-safe. */
+int tattle__context_captures_crashes(void);
+
+/* In the child after fork(): the thread's contexts are dropped. */
+void tattle__context_after_fork(void);
+
+#endif
