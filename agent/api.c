@@ -28,11 +28,23 @@
 #define EXPORT __attribute__((visibility("default")))
 
 static int agent_enabled;
+static pid_t process_id;        /* refreshed in a forked child */
+static __thread pid_t thread_id; /* 0 until this thread's first record */
 static __thread int in_api;
 static __thread char record_buf[TATTLE_RING_MAX_RECORD];
 static _Atomic unsigned warned; /* one bit per TATTLE_E* kind */
 
-void tattle__api_enable(void) { agent_enabled = 1; }
+void tattle__api_enable(void)
+{
+    process_id = tattle__sys_getpid();
+    agent_enabled = 1;
+}
+
+void tattle__api_after_fork(void)
+{
+    process_id = tattle__sys_getpid();
+    thread_id = 0;
+}
 
 static int warn_bit(int code)
 {
@@ -233,8 +245,10 @@ static int put_record(uint16_t kind, const char *name, const char *distinct, con
         return TATTLE_EAGENT;
     memset(&rec, 0, sizeof rec);
     rec.kind = kind;
-    rec.pid = tattle__sys_getpid();
-    rec.tid = tattle__sys_gettid();
+    if (!thread_id)
+        thread_id = tattle__sys_gettid();
+    rec.pid = process_id;
+    rec.tid = thread_id;
     rec.time_ns = tattle__now_realtime_ns();
     rec.dropped_before = atomic_load_explicit(&shm->ring.dropped, memory_order_relaxed);
     tattle__out_str(&o, name);

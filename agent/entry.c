@@ -63,6 +63,7 @@ static void build_flusher_env(void)
 }
 
 void tattle__api_enable(void);
+void tattle__api_after_fork(void);
 
 /* A process tag from the environment, as a JSON string. */
 static void env_string_tag(const char *var, const char *key, const char *value)
@@ -112,6 +113,7 @@ static void after_fork_child(void)
 {
     tattle__signals_after_fork();
     tattle__context_after_fork();
+    tattle__api_after_fork();
     tattle__link_forget();
 }
 

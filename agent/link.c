@@ -155,7 +155,10 @@ void tattle__link_doorbell(void)
 {
     struct tattle_shm *shm = tattle__link_peek();
     atomic_thread_fence(memory_order_seq_cst);
-    if (shm && atomic_load_explicit(&shm->flusher_sleeping, memory_order_relaxed))
+    /* The first writer to see the flusher asleep wakes it; the others see
+     * the flag cleared and make no system call. */
+    if (shm && atomic_load_explicit(&shm->flusher_sleeping, memory_order_relaxed) &&
+        atomic_exchange(&shm->flusher_sleeping, 0))
         ring_bell();
 }
 
