@@ -153,6 +153,15 @@ int tattle__strneq(const char *a, const char *b, size_t n)
     return 1;
 }
 
+int tattle__fd_move_high(int fd)
+{
+    int hi = fcntl(fd, F_DUPFD_CLOEXEC, 700);
+    if (hi < 0)
+        return fd;
+    close(fd);
+    return hi;
+}
+
 size_t tattle__copy_readable(void *dst, uintptr_t src, size_t len)
 {
     struct iovec local = {dst, len};

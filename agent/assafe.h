@@ -43,6 +43,11 @@ size_t tattle__strlen(const char *s);
 int tattle__streq(const char *a, const char *b);
 int tattle__strneq(const char *a, const char *b, size_t n);
 
+/* Move a descriptor to >= 700 with FD_CLOEXEC, out of the range hosts use
+ * for themselves (0-2 and the low numbers daemons dup2 over). Returns the
+ * new descriptor, or fd itself if it could not be moved. */
+int tattle__fd_move_high(int fd);
+
 /* Copy len bytes of our own memory that may be unmapped. Returns the count
  * copied before the first unreadable byte. Uses process_vm_readv on self. */
 size_t tattle__copy_readable(void *dst, uintptr_t src, size_t len);

@@ -42,15 +42,6 @@ void tattle__link_init(const char *flusher_path, char *const *envp)
     link_envp = envp;
 }
 
-static int fd_high(int fd)
-{
-    int hi = fcntl(fd, F_DUPFD_CLOEXEC, 700);
-    if (hi < 0)
-        return fd;
-    close(fd);
-    return hi;
-}
-
 /* Start a flusher on our region with a new socket. Signal-safe. */
 static int start_flusher(void *stacks)
 {
@@ -60,8 +51,8 @@ static int start_flusher(void *stacks)
     int r;
     if (!link_flusher_path || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
         return -1;
-    sv[0] = fd_high(sv[0]);
-    sv[1] = fd_high(sv[1]);
+    sv[0] = tattle__fd_move_high(sv[0]);
+    sv[1] = tattle__fd_move_high(sv[1]);
     sp.path = link_flusher_path;
     sp.argv = link_argv;
     sp.envp = link_envp;
@@ -69,7 +60,7 @@ static int start_flusher(void *stacks)
     sp.sock_fd = sv[1];
     sp.pidfd = tattle__sys_pidfd_open(tattle__sys_getpid());
     if (sp.pidfd >= 0)
-        sp.pidfd = fd_high(sp.pidfd);
+        sp.pidfd = tattle__fd_move_high(sp.pidfd);
     sp.stack = stacks;
     r = tattle__spawn_flusher(&sp);
     close(sv[1]);
@@ -103,10 +94,8 @@ static struct tattle_shm *create(void *stacks)
     tattle__shm_describe_host(shm);
     link_shm = shm;
     link_shm_fd = fd;
-    if (start_flusher(stacks) != 0) {
-        /* Keep the region: the crash path can still try a flusher later. */
-        return shm;
-    }
+    /* If no flusher starts, keep the region: the crash path tries again. */
+    (void)start_flusher(stacks);
     return shm;
 }
 

@@ -12,19 +12,6 @@
 
 #include "assafe.h"
 
-/* Keep our descriptors out of the range hosts use for themselves (0-2 and
- * the low numbers daemons dup2 over). */
-#define TATTLE_FD_FLOOR 700
-
-static int move_fd_high(int fd)
-{
-    int hi = fcntl(fd, F_DUPFD_CLOEXEC, TATTLE_FD_FLOOR);
-    if (hi < 0)
-        return fd;
-    close(fd);
-    return hi;
-}
-
 struct tattle_shm *tattle__shm_create(int *fdp)
 {
     int fd = tattle__sys_memfd_create("tattle", 1u /* MFD_CLOEXEC */);
@@ -32,7 +19,7 @@ struct tattle_shm *tattle__shm_create(int *fdp)
     struct tattle_shm *shm;
     if (fd < 0)
         return NULL;
-    fd = move_fd_high(fd);
+    fd = tattle__fd_move_high(fd);
     if (ftruncate(fd, (off_t)sizeof(struct tattle_shm)) != 0) {
         close(fd);
         return NULL;

@@ -27,13 +27,9 @@ static const char *const system_prefixes[] = {
  * executable always counts as the user's, wherever it is installed. */
 static int module_in_app(Dwfl_Module *mod)
 {
-    const char *path = NULL;
-    Dwarf_Addr start;
+    const char *path = dwfl_module_info(mod, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
     const char *base;
     int i;
-    dwfl_module_info(mod, NULL, &start, NULL, NULL, NULL, &path, NULL);
-    if (!path)
-        path = dwfl_module_info(mod, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
     if (!path)
         return 0;
     base = strrchr(path, '/');
@@ -142,8 +138,7 @@ static struct tattle_frame *push(struct tattle_stack *st)
 static void set_module(struct tattle_frame *f, Dwfl_Module *mod)
 {
     Dwarf_Addr start = 0;
-    const char *main_file = NULL;
-    const char *name = dwfl_module_info(mod, NULL, &start, NULL, NULL, NULL, &main_file, NULL);
+    const char *name = dwfl_module_info(mod, NULL, &start, NULL, NULL, NULL, NULL, NULL);
     f->image_addr = start;
     f->module = name;
     f->in_app = module_in_app(mod);
@@ -234,7 +229,6 @@ void tattle__symbolize(struct tattle_symbolizer *s, uint64_t pc, int activation,
     GElf_Off off = 0;
     GElf_Sym sym;
     const char *symname;
-    size_t first = out->n;
     if (mod && module_is_agent(mod))
         return;
     if (mod && add_dwarf_frames(mod, pc, lookup, out) > 0) {
@@ -246,7 +240,6 @@ void tattle__symbolize(struct tattle_symbolizer *s, uint64_t pc, int activation,
             f->symbol_addr = lookup - off;
         if (symname && !f->function)
             f->function = demangle(symname);
-        (void)first;
         return;
     }
     f = push(out);
