@@ -320,6 +320,20 @@ static void crash_nested_in_no_capture(void)
     *(volatile int *)0 = 1;
 }
 
+/* Start the flusher with a capture, say so, wait for a line on stdin (the
+ * test kills the flusher meanwhile), then crash. */
+static void crash_after_flusher_killed(void)
+{
+    char line[16];
+    tattle_capture("before", NULL);
+    tattle_flush(5000);
+    printf("ready\n");
+    fflush(stdout);
+    if (!fgets(line, sizeof line, stdin))
+        return;
+    *(volatile int *)0 = 1;
+}
+
 static void typed_tags(void)
 {
     tattle_new_context(0);
@@ -354,6 +368,7 @@ static const struct verb verbs[] = {
     {"bad_input", bad_input},               {"handled_exception", handled_exception},
     {"crash_in_context", crash_in_context}, {"crash_no_capture", crash_no_capture},
     {"crash_nested_in_no_capture", crash_nested_in_no_capture}, {"typed_tags", typed_tags},
+    {"crash_after_flusher_killed", crash_after_flusher_killed},
     {"no_agent", no_agent},
 };
 

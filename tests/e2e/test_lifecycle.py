@@ -152,7 +152,54 @@ def missing_flusher_never_hangs_or_changes_the_death(box):
     h.check("tattle-flusher not found" in agent.stderr, "one clear line says why", agent.stderr)
 
 
+def find_flusher(token):
+    """The flusher serving our host: it inherits the host's environment."""
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/comm" % pid) as f:
+                if f.read().strip() != "tattle-flusher":
+                    continue
+            with open("/proc/%s/environ" % pid, "rb") as f:
+                if token.encode() in f.read():
+                    return int(pid)
+        except OSError:
+            continue
+    return None
+
+
+@with_box
+def crash_after_the_flusher_was_killed(box):
+    """A dead flusher must not turn SIGSEGV into SIGPIPE, nor lose the crash:
+    the handler starts a new flusher and hands it the same record."""
+    token = "tattle-test-%d" % os.getpid()
+    env = box.agent_env(TATTLE_TEST_TOKEN=token)
+    p = subprocess.Popen([os.path.join(h.BUILD, "tests", "ctx"), "crash_after_flusher_killed"], env=env,
+                         cwd=box.dir, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        h.check_equal(p.stdout.readline(), b"ready\n", "the host captured an event first")
+        flusher = find_flusher(token)
+        h.check(flusher is not None, "a flusher serves the host")
+        os.kill(flusher, 9)
+        for _ in range(200):
+            if not os.path.exists("/proc/%d" % flusher) or open("/proc/%d/stat" % flusher).read().split()[2] == "Z":
+                break
+            time.sleep(0.01)
+        p.stdin.write(b"go\n")
+        p.stdin.close()
+        p.wait(timeout=30)
+        err = p.stderr.read().decode()
+    finally:
+        if p.poll() is None:
+            p.kill()
+    h.check_equal(p.returncode, -11, "the host still dies by SIGSEGV")
+    h.check("tattle: SIGSEGV" in err, "the report still appears", err[-800:])
+    h.check_equal(len(h.exceptions(box.events())), 1, "the crash event still arrives")
+
+
 TESTS = {f.__name__: f for f in [
+    crash_after_the_flusher_was_killed,
     no_crash_prints_nothing, disable_turns_everything_off, stderr_zero_keeps_stderr_identical,
     default_sink_under_xdg_state_home, default_sink_under_home, malformed_config_warns_once_and_uses_defaults,
     distinct_id_from_the_environment, anonymous_without_distinct_id,
