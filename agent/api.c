@@ -9,6 +9,8 @@
  * the context mutators allocate and are guarded against re-entry.
  */
 #include <execinfo.h>
+#include <pthread.h>
+#include <sys/mman.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -31,11 +33,31 @@ static int agent_enabled;
 static pid_t process_id;        /* refreshed in a forked child */
 static __thread pid_t thread_id; /* 0 until this thread's first record */
 static __thread int in_api;
-static __thread char record_buf[TATTLE_RING_MAX_RECORD];
+/* Where this thread builds its records: mapped on the thread's first
+ * capture (mmap is a plain system call, so this stays signal-safe) rather
+ * than in static TLS, which every thread, and every process start, would
+ * pay for. Unmapped when the thread exits. */
+static __thread char *record_buf;
+static pthread_key_t record_key;
 static _Atomic unsigned warned; /* one bit per TATTLE_E* kind */
+
+static void record_buf_free(void *p) { munmap(p, TATTLE_RING_MAX_RECORD); }
+
+static char *thread_record_buf(void)
+{
+    if (!record_buf) {
+        void *p = mmap(NULL, TATTLE_RING_MAX_RECORD, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+            return NULL;
+        record_buf = p;
+        pthread_setspecific(record_key, p);
+    }
+    return record_buf;
+}
 
 void tattle__api_enable(void)
 {
+    pthread_key_create(&record_key, record_buf_free);
     process_id = tattle__sys_getpid();
     agent_enabled = 1;
 }
@@ -44,6 +66,7 @@ void tattle__api_after_fork(void)
 {
     process_id = tattle__sys_getpid();
     thread_id = 0;
+    /* This thread's buffer mapping was copied into the child: keep using it. */
 }
 
 static int warn_bit(int code)
@@ -236,8 +259,9 @@ static int put_record(uint16_t kind, const char *name, const char *distinct, con
                       const char *message, void *const *pcs, int npcs)
 {
     struct tattle_record rec;
-    struct tattle_out o = {record_buf, sizeof record_buf, 0, 0};
-    struct tattle_shm *shm = tattle__link_get(0);
+    char *buf = thread_record_buf();
+    struct tattle_out o = {buf, TATTLE_RING_MAX_RECORD, 0, 0};
+    struct tattle_shm *shm = buf ? tattle__link_get(0) : NULL;
     size_t ctx_start, ctx_end;
     int64_t pos;
     int i;
@@ -280,7 +304,7 @@ static int put_record(uint16_t kind, const char *name, const char *distinct, con
     rec.npcs = (uint16_t)npcs;
     if (o.overflow || o.len + sizeof rec > TATTLE_RING_MAX_RECORD)
         return TATTLE_ETOOBIG;
-    pos = tattle__ring_put(&shm->ring, &rec, sizeof rec, record_buf, o.len);
+    pos = tattle__ring_put(&shm->ring, &rec, sizeof rec, buf, o.len);
     if (pos < 0)
         return pos == -2 ? TATTLE_ETOOBIG : TATTLE_ENOBUFS;
     tattle__link_doorbell();
