@@ -40,12 +40,15 @@ static int loaded;
 static int find_flusher(void)
 {
     Dl_info info;
+    char self[PATH_MAX];
     char *slash;
-    if (!dladdr((void *)find_flusher, &info) || !info.dli_fname || info.dli_fname[0] != '/')
+    /* LD_PRELOAD may name us by a relative path: resolve it now, while the
+     * working directory is the one the loader used. */
+    if (!dladdr((void *)find_flusher, &info) || !info.dli_fname || !realpath(info.dli_fname, self))
         return -1;
-    if (strlen(info.dli_fname) + sizeof FLUSHER_NAME >= sizeof flusher_path)
+    if (strlen(self) + sizeof FLUSHER_NAME >= sizeof flusher_path)
         return -1;
-    strcpy(flusher_path, info.dli_fname);
+    strcpy(flusher_path, self);
     slash = strrchr(flusher_path, '/');
     strcpy(slash + 1, FLUSHER_NAME);
     return access(flusher_path, X_OK);
@@ -122,8 +125,10 @@ __attribute__((constructor)) static void tattle_load(void)
     tattle__config_load(&config, 1);
     if (config.disabled)
         return;
-    if (find_flusher() != 0)
+    if (find_flusher() != 0) {
+        flusher_path[0] = 0;
         tattle__write_str(2, "tattle: tattle-flusher not found beside libtattle.so; crashes will not be reported\n");
+    }
     build_flusher_env();
     tattle__link_init(flusher_path[0] ? flusher_path : NULL, flusher_env);
     tattle__hooks_init();

@@ -198,7 +198,17 @@ def crash_after_the_flusher_was_killed(box):
     h.check_equal(len(h.exceptions(box.events())), 1, "the crash event still arrives")
 
 
+@with_box
+def relative_preload_path_works(box):
+    env = box.agent_env(LD_PRELOAD=os.path.relpath(h.AGENT, box.dir))
+    agent = h.run([CRASHER, "null"], env=env, cwd=box.dir)
+    h.check("tattle: SIGSEGV" in agent.stderr and "not found" not in agent.stderr,
+            "LD_PRELOAD given as a relative path finds the flusher", agent.stderr[-600:])
+    h.check_equal(len(h.exceptions(box.events())), 1, "the event arrives")
+
+
 TESTS = {f.__name__: f for f in [
+    relative_preload_path_works,
     crash_after_the_flusher_was_killed,
     no_crash_prints_nothing, disable_turns_everything_off, stderr_zero_keeps_stderr_identical,
     default_sink_under_xdg_state_home, default_sink_under_home, malformed_config_warns_once_and_uses_defaults,
