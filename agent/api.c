@@ -162,27 +162,26 @@ EXPORT void tattle_end_context(void)
     in_api = 0;
 }
 
-static int tag_checked(const char *func, const char *key, const char *json, int process)
+static int tag_checked(const char *key, const char *json, int process)
 {
     int r = check_text(key, TATTLE_LIMIT_KEY, 0);
     if (r == 0)
         r = check_json(json, TATTLE_LIMIT_TAG_VALUE, 0);
     if (r == 0)
         r = process ? tattle__process_tag(key, json) : tattle__context_tag(key, json);
-    (void)func;
     return r;
 }
 
 EXPORT int tattle_tag(const char *key, const char *json_value)
 {
     ENTER("tattle_tag");
-    LEAVE("tattle_tag", tag_checked("tattle_tag", key, json_value, 0));
+    LEAVE("tattle_tag", tag_checked(key, json_value, 0));
 }
 
 EXPORT int tattle_process_tag(const char *key, const char *json_value)
 {
     ENTER("tattle_process_tag");
-    LEAVE("tattle_process_tag", tag_checked("tattle_process_tag", key, json_value, 1));
+    LEAVE("tattle_process_tag", tag_checked(key, json_value, 1));
 }
 
 EXPORT int tattle_tag_string(const char *key, const char *value)
@@ -195,7 +194,7 @@ EXPORT int tattle_tag_string(const char *key, const char *value)
     if (r == 0) {
         tattle__out_json_string(&o, value);
         buf[o.len] = 0;
-        r = o.overflow ? TATTLE_ETOOBIG : tag_checked("tattle_tag_string", key, buf, 0);
+        r = o.overflow ? TATTLE_ETOOBIG : tag_checked(key, buf, 0);
     }
     LEAVE("tattle_tag_string", r);
 }
@@ -203,7 +202,7 @@ EXPORT int tattle_tag_string(const char *key, const char *value)
 static int tag_literal(const char *key, const char *json)
 {
     ENTER("tattle_tag");
-    LEAVE("tattle_tag", tag_checked("tattle_tag", key, json, 0));
+    LEAVE("tattle_tag", tag_checked(key, json, 0));
 }
 
 EXPORT int tattle_tag_int(const char *key, int64_t value)
@@ -284,14 +283,7 @@ static int put_record(uint16_t kind, const char *name, const char *distinct, con
         tattle__out_str(&o, props);
     rec.props_len = (uint32_t)o.len - rec.name_len - rec.distinct_len;
     ctx_start = o.len;
-    tattle__context_write(&o);
-    if (kind == TATTLE_REC_EXCEPTION) {
-        /* the context JSON gets the breadcrumbs as "b" */
-        o.len--; /* drop the closing brace */
-        tattle__out_str(&o, ",\"b\":");
-        tattle__breadcrumbs_write(&o);
-        tattle__out_raw(&o, "}", 1);
-    }
+    tattle__context_write(&o, kind == TATTLE_REC_EXCEPTION);
     ctx_end = o.len;
     rec.context_len = (uint32_t)(ctx_end - ctx_start);
     if (message)
@@ -311,21 +303,20 @@ static int put_record(uint16_t kind, const char *name, const char *distinct, con
     return 0;
 }
 
-static int capture(const char *func, const char *event, const char *distinct, const char *props)
+static int capture(const char *event, const char *distinct, const char *props)
 {
     int r = check_text(event, TATTLE_LIMIT_KEY, 0);
     if (r == 0 && distinct)
         r = check_text(distinct, TATTLE_LIMIT_ID, 0);
     if (r == 0 && props)
         r = check_json(props, TATTLE_LIMIT_PROPERTIES, 1);
-    (void)func;
     return r ? r : put_record(TATTLE_REC_EVENT, event, distinct, props, NULL, NULL, 0);
 }
 
 EXPORT int tattle_capture(const char *event, const char *properties_json)
 {
     ENTER("tattle_capture");
-    LEAVE("tattle_capture", capture("tattle_capture", event, NULL, properties_json));
+    LEAVE("tattle_capture", capture(event, NULL, properties_json));
 }
 
 EXPORT int tattle_capture_as(const char *event, const char *distinct_id, const char *properties_json)
@@ -333,7 +324,7 @@ EXPORT int tattle_capture_as(const char *event, const char *distinct_id, const c
     ENTER("tattle_capture_as");
     if (!distinct_id || !*distinct_id)
         LEAVE("tattle_capture_as", TATTLE_EINVAL);
-    LEAVE("tattle_capture_as", capture("tattle_capture_as", event, distinct_id, properties_json));
+    LEAVE("tattle_capture_as", capture(event, distinct_id, properties_json));
 }
 
 EXPORT int tattle_capture_exception(const char *type, const char *message)

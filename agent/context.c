@@ -6,6 +6,8 @@
  */
 #include "context.h"
 
+#include "breadcrumbs.h"
+
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -200,7 +202,7 @@ static void write_id(struct tattle_out *o, const char *name, const char *value)
     tattle__out_json_string(o, value);
 }
 
-void tattle__context_write(struct tattle_out *o)
+void tattle__context_write(struct tattle_out *o, int with_breadcrumbs)
 {
     struct context *chain[TATTLE_MAX_DEPTH];
     struct context *c = atomic_load_explicit(&thread_top, memory_order_acquire);
@@ -222,7 +224,12 @@ void tattle__context_write(struct tattle_out *o)
         write_id(o, ",\"s\":", atomic_load(&chain[i]->session));
         tattle__out_raw(o, "}", 1);
     }
-    tattle__out_str(o, "]}");
+    tattle__out_raw(o, "]", 1);
+    if (with_breadcrumbs) {
+        tattle__out_str(o, ",\"b\":");
+        tattle__breadcrumbs_write(o);
+    }
+    tattle__out_raw(o, "}", 1);
 }
 
 int tattle__context_captures_crashes(void)

@@ -35,8 +35,9 @@ int tattle__context_depth(void);
 int tattle__process_tag(const char *key, const char *json_value);
 int tattle__process_set_distinct(const char *id);
 
-/* Write the calling thread's context as JSON text. Signal-safe. */
-void tattle__context_write(struct tattle_out *o);
+/* Write the calling thread's context as JSON text, with the latest
+ * breadcrumbs as "b" when asked. Signal-safe. */
+void tattle__context_write(struct tattle_out *o, int with_breadcrumbs);
 
 /* 0 when the innermost context was opened with TATTLE_NO_CAPTURE_EXCEPTIONS.
  * Signal-safe. */

@@ -184,7 +184,7 @@ static void wait_for_work(struct flusher *f)
     char buf[256];
     atomic_store(&f->shm->flusher_sleeping, 1);
     atomic_thread_fence(memory_order_seq_cst);
-    if (!work_left(f) || f->host_gone) {
+    if (!work_left(f)) {
         int n = poll(pfd, f->host_fd >= 0 ? 2 : 1, 1000);
         if (n > 0 && (pfd[0].revents & POLLIN))
             while (recv(f->sock, buf, sizeof buf, MSG_DONTWAIT) > 0)

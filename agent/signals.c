@@ -33,7 +33,6 @@
 #include <unistd.h>
 
 #include "assafe.h"
-#include "breadcrumbs.h"
 #include "context.h"
 #include "hooks.h"
 #include "link.h"
@@ -122,15 +121,8 @@ static void copy_stack(struct tattle_crash *c)
 static void copy_context(struct tattle_crash *c)
 {
     struct tattle_out o = {c->context, sizeof c->context, 0, 0};
-    if (tattle__signals_guard_begin() == 0) {
-        tattle__context_write(&o);
-        if (!o.overflow && o.len > 0) {
-            o.len--; /* reopen the object for the breadcrumbs */
-            tattle__out_str(&o, ",\"b\":");
-            tattle__breadcrumbs_write(&o);
-            tattle__out_raw(&o, "}", 1);
-        }
-    }
+    if (tattle__signals_guard_begin() == 0)
+        tattle__context_write(&o, 1);
     tattle__signals_guard_end();
     c->context_len = o.overflow ? 0 : (uint32_t)o.len;
 }
