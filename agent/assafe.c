@@ -220,3 +220,36 @@ uint64_t tattle__now_monotonic_ms(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000ULL + (uint64_t)ts.tv_nsec / 1000000ULL;
 }
+
+struct linux_dirent64 {
+    uint64_t d_ino;
+    int64_t d_off;
+    unsigned short d_reclen;
+    unsigned char d_type;
+    char d_name[];
+};
+
+int tattle__dir_has_suffix(const char *dir, const char *suffix)
+{
+    char buf[4096] __attribute__((aligned(8)));
+    size_t sl = tattle__strlen(suffix);
+    int found = 0;
+    long n;
+    int fd = (int)syscall(SYS_openat, AT_FDCWD, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    while (!found && (n = syscall(SYS_getdents64, fd, buf, sizeof buf)) > 0) {
+        long off = 0;
+        while (off < n) {
+            struct linux_dirent64 *e = (struct linux_dirent64 *)(buf + off);
+            size_t len = tattle__strlen(e->d_name);
+            if (e->d_name[0] != '.' && len > sl && tattle__streq(e->d_name + len - sl, suffix)) {
+                found = 1;
+                break;
+            }
+            off += e->d_reclen;
+        }
+    }
+    syscall(SYS_close, fd);
+    return found;
+}

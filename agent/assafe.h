@@ -56,6 +56,10 @@ size_t tattle__copy_readable(void *dst, uintptr_t src, size_t len);
 size_t tattle__read_file(const char *path, char *buf, size_t cap);
 
 /* Milliseconds / nanoseconds from clock_gettime. */
+/* Does directory dir hold an entry whose name ends in suffix (and does not
+ * start with '.')? 1 yes, 0 no, -1 cannot read it. */
+int tattle__dir_has_suffix(const char *dir, const char *suffix);
+
 uint64_t tattle__now_realtime_ns(void);
 uint64_t tattle__now_monotonic_ms(void);
 

@@ -91,6 +91,64 @@ static void load_distinct_id(struct tattle_config *cfg, int warn)
     strcpy(cfg->distinct_id, v);
 }
 
+const char *tattle__config_api_key(void)
+{
+    const char *v = getenv("POSTHOG_API_KEY");
+    size_t i;
+    if (!v || !*v)
+        return NULL;
+    for (i = 0; v[i]; i++)
+        if (i >= TATTLE_API_KEY_MAX || v[i] <= ' ' || v[i] > '~' || v[i] == '"' || v[i] == '\\')
+            return NULL;
+    return v;
+}
+
+/* The key is never echoed: not even into a warning. */
+static void load_http(struct tattle_config *cfg, int warn)
+{
+    const char *v = getenv("POSTHOG_API_KEY");
+    const char *host = getenv("POSTHOG_HOST");
+    size_t n;
+    if (!v || !*v)
+        return;
+    if (!tattle__config_api_key()) {
+        if (warn)
+            fprintf(stderr, "tattle: ignoring POSTHOG_API_KEY: not a printable token of at most %d bytes;"
+                            " events stay local\n", TATTLE_API_KEY_MAX);
+        return;
+    }
+    if (!host || !*host) {
+        host = "https://us.i.posthog.com";
+    } else if ((strncmp(host, "https://", 8) && strncmp(host, "http://", 7)) ||
+               strlen(host) >= sizeof cfg->posthog_host || strpbrk(host, " \t\r\n\"")) {
+        warn_once(warn, "POSTHOG_HOST", host, "expected an http:// or https:// URL; events stay local");
+        return;
+    }
+    strcpy(cfg->posthog_host, host);
+    n = strlen(cfg->posthog_host);
+    while (n > 0 && cfg->posthog_host[n - 1] == '/')
+        cfg->posthog_host[--n] = 0;
+    cfg->http_enabled = 1;
+}
+
+static void load_spool(struct tattle_config *cfg, int warn)
+{
+    const char *v = getenv("TATTLE_SPOOL_DIR");
+    char dir[PATH_MAX];
+    cfg->spool_max_bytes = (long long)env_int("TATTLE_SPOOL_MAX_MB", 64, 1, 1 << 20, warn) << 20;
+    cfg->linger_ms = env_int("TATTLE_LINGER_MS", 5000, 0, 600000, warn);
+    if (v && *v) {
+        if (v[0] != '/' || strlen(v) + 64 >= sizeof cfg->spool_dir)
+            warn_once(warn, "TATTLE_SPOOL_DIR", v, "expected a short absolute path; using the default");
+        else {
+            strcpy(cfg->spool_dir, v);
+            return;
+        }
+    }
+    if (tattle__config_state_dir(dir, sizeof dir) == 0 && strlen(dir) + 64 < sizeof cfg->spool_dir)
+        snprintf(cfg->spool_dir, sizeof cfg->spool_dir, "%s/spool", dir);
+}
+
 void tattle__config_load(struct tattle_config *cfg, int warn)
 {
     memset(cfg, 0, sizeof *cfg);
@@ -103,4 +161,9 @@ void tattle__config_load(struct tattle_config *cfg, int warn)
     cfg->max_breadcrumbs = env_int("TATTLE_MAX_BREADCRUMBS", 100, 0, 1000, warn);
     load_file_path(cfg, warn);
     load_distinct_id(cfg, warn);
+    load_http(cfg, warn);
+    load_spool(cfg, warn);
+    /* With a server configured, the local file is opt-in (TATTLE_FILE). */
+    if (cfg->http_enabled && !cfg->file_explicit)
+        cfg->file_path[0] = 0;
 }

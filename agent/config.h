@@ -24,10 +24,23 @@ struct tattle_config {
     int file_explicit;         /* TATTLE_FILE was set */
     char distinct_id[TATTLE_DISTINCT_ID_MAX + 1]; /* TATTLE_DISTINCT_ID, may be "" */
     int max_breadcrumbs;       /* TATTLE_MAX_BREADCRUMBS, default 100, 0-1000 */
+    /* Delivery to PostHog. The API key itself is read by the flusher only
+     * (tattle__config_api_key) and never copied into this struct. */
+    int http_enabled;          /* POSTHOG_API_KEY is set and well formed */
+    char posthog_host[512];    /* POSTHOG_HOST, default https://us.i.posthog.com, no trailing '/' */
+    char spool_dir[PATH_MAX];  /* TATTLE_SPOOL_DIR, else <state dir>/spool (may be "") */
+    long long spool_max_bytes; /* TATTLE_SPOOL_MAX_MB, default 64 */
+    int linger_ms;             /* TATTLE_LINGER_MS, default 5000: delivery after the host is gone */
 };
+
+#define TATTLE_API_KEY_MAX 256
 
 /* Parse the environment. warn != 0 prints one line per malformed variable. */
 void tattle__config_load(struct tattle_config *cfg, int warn);
+
+/* POSTHOG_API_KEY if it is well formed (printable ASCII, no quote or
+ * backslash, at most TATTLE_API_KEY_MAX bytes), else NULL. */
+const char *tattle__config_api_key(void);
 
 /* The default state directory: $XDG_STATE_HOME/tattle or ~/.local/state/tattle.
  * Returns 0, or -1 when neither variable gives an absolute path. */

@@ -2,31 +2,38 @@
  *
  * Owns: attaching to the host's shared region (fd 3), the doorbell socket
  * (fd 4) and the host's pidfd (fd 5); turning a crash record into an event
- * and a report (unwind, symbolize, build, write the sinks, then tell the
- * waiting handler); draining the ring; and exiting once the host is gone and
- * nothing is left to do. It runs without LD_PRELOAD, in its own session,
+ * and a report (unwind, symbolize, build, commit, then tell the waiting
+ * handler); draining the ring into batches; committing each batch to the
+ * local file and, with a server configured, to the spool that the delivery
+ * thread sends from; and, once the host is gone and nothing is left to do,
+ * lingering for delivery (TATTLE_LINGER_MS) before exiting. It runs without LD_PRELOAD, in its own session,
  * with stdio on /dev/null, never as a child the host can see.
  * Signal context: NO. This is an ordinary program.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <curl/curl.h>
 
 #include "assafe.h"
 #include "config.h"
+#include "delivery.h"
 #include "event.h"
 #include "ingest.h"
 #include "report.h"
 #include "shm.h"
 #include "sink_file.h"
 #include "spawn.h"
+#include "spool.h"
 #include "symbolize.h"
+#include "transport_posthog.h"
 #include "unwind.h"
 
 struct flusher {
@@ -36,9 +43,26 @@ struct flusher {
     int host_fd; /* pidfd, or -1 */
     int host_gone;
     struct tattle_symbolizer *sym; /* the host's modules, for handled exceptions */
-    char *batch;                   /* JSON lines waiting for the file sink */
+    char *batch;                   /* JSON lines not yet committed */
     size_t batch_len, batch_cap;
+    unsigned batch_count;
+    struct tattle_spool spool;
+    struct tattle_delivery *delivery; /* NULL without a server */
+    unsigned spool_dropped;           /* to report on the next event */
+    int commit_failed;                /* the last commit lost events */
 };
+
+/* One line for the host's stderr: the host prints it at its next flush,
+ * exit or crash. Called from the delivery thread too. */
+static void notice(void *arg, const char *msg)
+{
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    struct flusher *f = arg;
+    pthread_mutex_lock(&mu);
+    snprintf(f->shm->notice, sizeof f->shm->notice, "%s", msg);
+    atomic_fetch_add_explicit(&f->shm->notice_seq, 1, memory_order_release);
+    pthread_mutex_unlock(&mu);
+}
 
 /* Physical frames to symbolized frames. libdw flags as activations both the
  * kernel's signal trampoline and the frame it interrupted; a non-initial
@@ -56,18 +80,105 @@ static void symbolize_pcs(struct tattle_symbolizer *sym, const struct tattle_pcs
         st->truncated = 1;
 }
 
-/* Write an event to the local file sink. Returns a note for the report. */
-static void sink_event(struct flusher *f, const char *json, int sync, char *note, size_t cap)
+/* Write the batch to every sink. Returns 0 when it is safe somewhere. */
+static int commit(struct flusher *f, int sync)
 {
-    int r;
+    int file_r = -1, spool_r = -1;
+    unsigned dropped = 0;
+    if (!f->batch_count)
+        return 0;
+    if (f->cfg.file_path[0])
+        file_r = tattle__sink_file_append(f->cfg.file_path, f->batch, f->batch_len - 1, sync);
+    if (f->delivery) {
+        spool_r = tattle__spool_write(&f->spool, f->batch, f->batch_len, f->batch_count, &dropped);
+        if (spool_r == 0) {
+            f->spool_dropped += dropped;
+            atomic_fetch_add(&f->shm->spooled_gen, 1);
+            tattle__delivery_kick(f->delivery);
+        }
+    }
+    if (file_r != 0 && f->cfg.file_path[0] && !f->commit_failed) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "cannot write %.160s (%s)", f->cfg.file_path, strerror(-file_r));
+        notice(f, msg);
+    }
+    if (spool_r != 0 && f->delivery && !f->commit_failed) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "cannot write the spool in %.160s (%s); events are lost", f->spool.dir,
+                 strerror(-spool_r));
+        notice(f, msg);
+    }
+    f->commit_failed = (file_r != 0 && spool_r != 0);
+    f->batch_len = 0;
+    f->batch_count = 0;
+    return f->commit_failed ? -1 : 0;
+}
+
+static void batch_add(struct flusher *f, const char *line, size_t n)
+{
+    if (f->batch_len + n + 1 > f->batch_cap) {
+        size_t cap = (f->batch_len + n + 1) * 2;
+        char *b = realloc(f->batch, cap);
+        if (!b)
+            return;
+        f->batch = b;
+        f->batch_cap = cap;
+    }
+    memcpy(f->batch + f->batch_len, line, n);
+    f->batch[f->batch_len + n] = '\n';
+    f->batch_len += n + 1;
+    f->batch_count++;
+}
+
+/* Check an event against PostHog's rules, then queue it. Returns 0 when it
+ * was queued. */
+static int add_event(struct flusher *f, cJSON *ev)
+{
+    const char *problem = tattle__posthog_event_problem(ev);
+    char *json;
+    size_t n;
+    char msg[256];
+    if (problem) {
+        snprintf(msg, sizeof msg, "dropped an event PostHog would refuse: %s", problem);
+        notice(f, msg);
+        return -1;
+    }
+    if (f->spool_dropped) {
+        cJSON *props = cJSON_GetObjectItemCaseSensitive(ev, "properties");
+        cJSON_AddNumberToObject(props, "$tattle_spool_dropped_events", f->spool_dropped);
+        f->spool_dropped = 0;
+    }
+    json = cJSON_PrintUnformatted(ev);
+    if (!json)
+        return -1;
+    n = strlen(json);
+    if (n > TATTLE_EVENT_MAX_BYTES) {
+        snprintf(msg, sizeof msg, "dropped a %zu-byte event: PostHog takes at most about 1 MB", n);
+        notice(f, msg);
+        free(json);
+        return -1;
+    }
+    if (f->batch_count >= TATTLE_SPOOL_BATCH_EVENTS || f->batch_len + n + 1 > TATTLE_SPOOL_BATCH_BYTES)
+        commit(f, 1);
+    batch_add(f, json, n);
+    free(json);
+    return 0;
+}
+
+/* Where the crash event went, for the report. */
+static void crash_note(struct flusher *f, int r, char *note, size_t cap)
+{
+    int k = 0;
     note[0] = 0;
-    if (!f->cfg.file_path[0])
+    if (r != 0) {
+        snprintf(note, cap, "NOT saved: %s", f->shm->notice);
         return;
-    r = tattle__sink_file_append(f->cfg.file_path, json, strlen(json), sync);
-    if (r == 0)
-        snprintf(note, cap, "written to %s", f->cfg.file_path);
-    else
-        snprintf(note, cap, "NOT written to %s: %s", f->cfg.file_path, strerror(-r));
+    }
+    if (f->cfg.file_path[0])
+        k = snprintf(note, cap, "written to %.3000s", f->cfg.file_path);
+    if (f->delivery && k >= 0 && (size_t)k < cap)
+        snprintf(note + k, cap - (size_t)k, "%squeued for %.300s (spool %.300s)", k ? "; " : "", f->cfg.posthog_host,
+                 f->spool.dir);
 }
 
 static void process_crash(struct flusher *f)
@@ -77,7 +188,6 @@ static void process_crash(struct flusher *f)
     static struct tattle_pcs pcs;
     struct tattle_stack st = {0};
     cJSON *ev = NULL;
-    char *json = NULL;
     char note[4200] = "";
     const char *uuid = "";
     uint32_t ready = TATTLE_CRASH_READY;
@@ -91,14 +201,12 @@ static void process_crash(struct flusher *f)
     }
     if (ev) {
         uuid = cJSON_GetObjectItemCaseSensitive(ev, "uuid")->valuestring;
-        json = cJSON_PrintUnformatted(ev);
+        commit(f, 1); /* what came before the crash stays before it */
+        crash_note(f, add_event(f, ev) == 0 ? commit(f, 1) : -1, note, sizeof note);
     }
-    if (json)
-        sink_event(f, json, 1, note, sizeof note);
     c->report_len = (uint32_t)tattle__report_format(c->report, sizeof c->report, f->shm, c, &st, uuid, note);
     atomic_store_explicit(&c->state, TATTLE_CRASH_DONE, memory_order_release);
     (void)send(f->sock, "d", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
-    free(json);
     cJSON_Delete(ev);
     tattle__stack_free(&st);
     tattle__symbolizer_close(sym);
@@ -120,29 +228,6 @@ static struct tattle_symbolizer *host_symbolizer(void *arg)
     return f->sym;
 }
 
-static void batch_add(struct flusher *f, const char *line)
-{
-    size_t n = strlen(line);
-    if (f->batch_len + n + 1 > f->batch_cap) {
-        size_t cap = (f->batch_len + n + 1) * 2;
-        char *b = realloc(f->batch, cap);
-        if (!b)
-            return;
-        f->batch = b;
-        f->batch_cap = cap;
-    }
-    memcpy(f->batch + f->batch_len, line, n);
-    f->batch[f->batch_len + n] = '\n';
-    f->batch_len += n + 1;
-}
-
-static void batch_write(struct flusher *f)
-{
-    if (f->batch_len && f->cfg.file_path[0])
-        tattle__sink_file_append(f->cfg.file_path, f->batch, f->batch_len - 1, 1);
-    f->batch_len = 0;
-}
-
 /* Records other than crashes arrive through the ring: captures and
  * handled exceptions, each becoming one event. */
 static void drain_ring(struct flusher *f)
@@ -152,15 +237,11 @@ static void drain_ring(struct flusher *f)
     size_t len;
     while ((len = tattle__ring_get(r, rec, sizeof rec)) > 0) {
         cJSON *ev = tattle__ingest(&f->cfg, f->shm, rec, len, host_symbolizer, f);
-        char *json = ev ? cJSON_PrintUnformatted(ev) : NULL;
-        if (json)
-            batch_add(f, json);
-        free(json);
+        if (ev)
+            add_event(f, ev);
         cJSON_Delete(ev);
-        if (f->batch_len > (1u << 20))
-            batch_write(f);
     }
-    batch_write(f);
+    commit(f, 1);
     if (f->host_gone && tattle__ring_pending(r))
         tattle__ring_skip_abandoned(r);
     atomic_store(&f->shm->sunk_pos, atomic_load(&r->tail));
@@ -189,7 +270,9 @@ static void wait_for_work(struct flusher *f)
         if (n > 0 && (pfd[0].revents & POLLIN))
             while (recv(f->sock, buf, sizeof buf, MSG_DONTWAIT) > 0)
                 ;
-        if (n > 0 && (pfd[0].revents & POLLHUP) && f->host_fd < 0)
+        /* The host closed its end: it exited, or exec'd (the descriptor
+         * is close-on-exec) and has a new agent now. */
+        if (n > 0 && (pfd[0].revents & POLLHUP))
             f->host_gone = 1;
         if (f->host_fd >= 0 && (pfd[1].revents & POLLIN))
             f->host_gone = 1;
@@ -213,6 +296,42 @@ static void detach_from_host_signals(void)
     sigaction(SIGHUP, &ign, NULL);
 }
 
+static uint32_t pass_started(void *arg)
+{
+    struct flusher *f = arg;
+    return atomic_load(&f->shm->spooled_gen);
+}
+
+static void pass_done(void *arg, uint32_t gen)
+{
+    struct flusher *f = arg;
+    atomic_store(&f->shm->delivered_gen, gen);
+    tattle__futex_wake((volatile uint32_t *)&f->shm->delivered_gen);
+}
+
+/* With POSTHOG_API_KEY: the spool and the thread that sends it. */
+static void start_delivery(struct flusher *f)
+{
+    const char *key = tattle__config_api_key();
+    struct tattle_delivery_hooks hooks = {notice, pass_started, pass_done, f};
+    char msg[256];
+    int r;
+    if (!f->cfg.http_enabled || !key)
+        return;
+    r = f->cfg.spool_dir[0] ? tattle__spool_open(&f->spool, f->cfg.spool_dir, f->cfg.spool_max_bytes) : -ENOENT;
+    if (r != 0) {
+        snprintf(msg, sizeof msg, "cannot use the spool directory %.160s (%s); nothing is sent",
+                 f->cfg.spool_dir[0] ? f->cfg.spool_dir : "(set TATTLE_SPOOL_DIR)", strerror(-r));
+        notice(f, msg);
+        return;
+    }
+    f->delivery = tattle__delivery_start(&f->cfg, &f->spool, key, &hooks);
+    if (!f->delivery)
+        notice(f, "cannot start HTTP delivery (libcurl); nothing is sent");
+    else
+        atomic_store(&f->shm->http_enabled, 1);
+}
+
 int main(void)
 {
     struct flusher f = {0};
@@ -221,17 +340,23 @@ int main(void)
     f.shm = tattle__shm_attach(TATTLE_FLUSHER_FD_SHM);
     if (!f.shm)
         return 1;
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    start_delivery(&f);
     f.sock = TATTLE_FLUSHER_FD_SOCK;
     f.host_fd = fcntl(TATTLE_FLUSHER_FD_HOST, F_GETFD) >= 0 ? TATTLE_FLUSHER_FD_HOST : -1;
     atomic_store(&f.shm->flusher_pid, getpid());
     for (;;) {
-        process_crash(&f);
+        /* Events captured before a crash go before it. */
         drain_ring(&f);
+        process_crash(&f);
         if (f.host_gone && !work_left(&f))
             break;
         wait_for_work(&f);
     }
+    drain_ring(&f);
     process_crash(&f);
     drain_ring(&f);
+    if (f.delivery)
+        tattle__delivery_finish(f.delivery, f.cfg.linger_ms);
     return 0;
 }

@@ -220,19 +220,67 @@ static int wait_sunk(struct tattle_shm *shm, int timeout_ms)
     return 1;
 }
 
+/* With a server configured: wait until the delivery thread has finished a
+ * pass over the spool that includes every batch written so far (sent, or
+ * known to be failing). Returns 1 when it has. */
+static int wait_delivered(struct tattle_shm *shm, uint64_t deadline)
+{
+    uint32_t target = atomic_load(&shm->spooled_gen);
+    for (;;) {
+        uint32_t seen = atomic_load(&shm->delivered_gen);
+        uint64_t now = tattle__now_monotonic_ms();
+        if ((int32_t)(seen - target) >= 0)
+            return 1;
+        if (now >= deadline || !sock_is_ours())
+            return 0;
+        tattle__futex_wait((volatile uint32_t *)&shm->delivered_gen, seen,
+                           (int)(deadline - now < 100 ? deadline - now : 100));
+    }
+}
+
+void tattle__link_print_notice(void)
+{
+    static _Atomic uint32_t printed;
+    struct tattle_shm *shm = tattle__link_peek();
+    uint32_t seq;
+    char line[sizeof shm->notice + 16];
+    size_t n;
+    if (!shm)
+        return;
+    seq = atomic_load_explicit(&shm->notice_seq, memory_order_acquire);
+    if (seq == atomic_load_explicit(&printed, memory_order_relaxed) || atomic_exchange(&printed, seq) == seq)
+        return;
+    n = tattle__strlcpy(line, "tattle: ", sizeof line);
+    n += tattle__strlcpy(line + n, shm->notice, sizeof line - n - 1);
+    if (n > sizeof line - 2)
+        n = sizeof line - 2;
+    line[n++] = '\n';
+    (void)tattle__write_all(2, line, n);
+}
+
 int tattle__link_flush(int timeout_ms)
 {
     struct tattle_shm *shm = tattle__link_peek();
-    return shm ? wait_sunk(shm, timeout_ms) : 1;
+    uint64_t deadline = tattle__now_monotonic_ms() + (uint64_t)timeout_ms;
+    int r;
+    if (!shm)
+        return 1;
+    r = wait_sunk(shm, timeout_ms);
+    if (r && atomic_load(&shm->http_enabled))
+        r = wait_delivered(shm, deadline);
+    tattle__link_print_notice();
+    return r;
 }
 
 void tattle__link_wait_exit(int timeout_ms)
 {
     struct tattle_shm *shm = tattle__link_peek();
-    if (!shm || timeout_ms <= 0)
+    if (!shm)
         return;
     atomic_store(&shm->host_exiting, 1);
-    wait_sunk(shm, timeout_ms);
+    if (timeout_ms > 0)
+        wait_sunk(shm, timeout_ms);
+    tattle__link_print_notice();
 }
 
 void tattle__link_forget(void)

@@ -31,13 +31,17 @@ void tattle__link_doorbell(void);
 int tattle__link_wait_crash(int timeout_ms);
 
 /* tattle_flush: wait until every event captured so far is in the local
- * sinks. Returns 1 when it is (or nothing was ever captured), 0 on timeout.
- * Not signal-safe. */
+ * sinks (the file, the spool) and, with a server configured, until a
+ * delivery attempt for it has ended. Returns 1 when it has (or nothing was
+ * ever captured), 0 on timeout. Not signal-safe. */
 int tattle__link_flush(int timeout_ms);
 
 /* At exit: wait until every event captured so far is in the local sinks,
  * at most timeout_ms. Not signal-safe. */
 void tattle__link_wait_exit(int timeout_ms);
+
+/* Print the flusher's latest problem on stderr, once. Signal-safe. */
+void tattle__link_print_notice(void);
 
 /* In the child of fork(): forget the parent's region and flusher. */
 void tattle__link_forget(void);

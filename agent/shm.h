@@ -19,7 +19,7 @@
 #include "ring.h"
 
 #define TATTLE_SHM_MAGIC 0x454c5454u /* "TTLE" */
-#define TATTLE_SHM_VERSION 1u
+#define TATTLE_SHM_VERSION 2u
 
 #define TATTLE_STACK_COPY (128u * 1024u)
 #define TATTLE_MAPS_MAX (256u * 1024u)
@@ -82,6 +82,11 @@ struct tattle_shm {
     _Atomic uint32_t host_exiting;
     _Atomic uint32_t sunk_futex;       /* bumped after each write to the local sinks */
     _Atomic uint64_t sunk_pos;         /* ring position written to the local sinks */
+    _Atomic uint32_t http_enabled;     /* the flusher delivers to a server */
+    _Atomic uint32_t spooled_gen;      /* bumped after each batch written to the spool */
+    _Atomic uint32_t delivered_gen;    /* futex: spooled_gen as of the last finished pass */
+    _Atomic uint32_t notice_seq;       /* bumped after notice[] changes */
+    char notice[384];                  /* the flusher's latest problem, for the host's stderr */
     char exe[PATH_MAX];
     uint32_t cmdline_len;
     char cmdline[TATTLE_CMDLINE_MAX]; /* NUL-separated argv, as /proc/PID/cmdline */

@@ -233,7 +233,9 @@ static inline int tattle_add_breadcrumb(const char *category, const char *messag
 }
 
 /* Wait until every event captured before the call is in the local sinks
- * (and, with a server configured, sent or spooled). Errors: TATTLE_ETIMEDOUT. */
+ * (the file, or the spool on disk) and, with a server configured, until one
+ * delivery attempt for it has ended (sent, or kept in the spool for a retry).
+ * Errors: TATTLE_ETIMEDOUT. */
 static inline int tattle_flush(int timeout_ms)
 {
     TATTLE__CALL("tattle_flush", int, (int), (timeout_ms));

@@ -1,0 +1,53 @@
+/* delivery.h - the flusher's delivery thread: spool to PostHog.
+ *
+ * Owns: sending every batch in the spool, oldest first, through the PostHog
+ * transport; backoff (capped exponential, honouring Retry-After) after
+ * network errors, 408, 429 and 5xx; stopping for good after 401/403 (the
+ * batches stay in the spool); setting aside batches refused with 400;
+ * splitting on 413; and the linger window after the host is gone. The
+ * flusher's main thread never waits on the network: it writes the spool and
+ * kicks this thread.
+ * Signal context: NO.
+ */
+#ifndef TATTLE_DELIVERY_H
+#define TATTLE_DELIVERY_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "spool.h"
+
+/* What the delivery thread tells its flusher. */
+struct tattle_delivery_hooks {
+    void (*notice)(void *arg, const char *msg); /* worth one line on the host's stderr */
+    uint32_t (*pass_started)(void *arg);        /* a pass over the spool begins: its generation */
+    void (*pass_done)(void *arg, uint32_t gen); /* ...and ended (sent, or gave up for now) */
+    void *arg;
+};
+
+struct tattle_delivery_stats {
+    _Atomic uint64_t requests;
+    _Atomic uint64_t events_sent;
+    _Atomic uint64_t body_bytes; /* uncompressed JSON of sent requests */
+    _Atomic uint64_t wire_bytes; /* gzip bodies of sent requests */
+    _Atomic uint32_t rounds;     /* passes over the spool, finished */
+};
+
+struct tattle_delivery;
+
+/* Start the thread. NULL when the transport cannot be set up. */
+struct tattle_delivery *tattle__delivery_start(const struct tattle_config *cfg, struct tattle_spool *spool,
+                                               const char *api_key, const struct tattle_delivery_hooks *hooks);
+
+/* New batches are in the spool: send them now (unless backing off). */
+void tattle__delivery_kick(struct tattle_delivery *d);
+
+/* Counters, readable at any time. */
+const struct tattle_delivery_stats *tattle__delivery_stats(const struct tattle_delivery *d);
+
+/* The host is gone: keep sending for at most linger_ms, then stop the
+ * thread. What is not sent stays in the spool. */
+void tattle__delivery_finish(struct tattle_delivery *d, int linger_ms);
+
+#endif

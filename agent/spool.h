@@ -1,0 +1,78 @@
+/* spool.h - the on-disk queue of events not yet acknowledged by the server.
+ *
+ * Owns: the spool directory (0700) and its batch files (0600). A batch is
+ * written to a hidden temporary file, synced, then renamed into place, so a
+ * crash or power loss mid-write leaves what was there intact and never a
+ * half batch under a batch name. Each file starts with a header line
+ * (count, length, CRC-32 of the body), so a damaged file is recognised and
+ * set aside instead of sent. Names sort by creation time, so batches go out
+ * oldest first. A sender claims a batch with flock(): two processes never
+ * send the same batch, and a claim dies with its process. The directory is
+ * bounded: past the limit the oldest batches are dropped and counted.
+ * Signal context: NO (flusher only). The host's cheap "is anything
+ * waiting?" probe is tattle__dir_has_suffix() in assafe.h.
+ */
+#ifndef TATTLE_SPOOL_H
+#define TATTLE_SPOOL_H
+
+#include <limits.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define TATTLE_SPOOL_SUFFIX ".batch"
+#define TATTLE_SPOOL_REJECTED ".rejected"
+#define TATTLE_SPOOL_DAMAGED ".damaged"
+/* A batch file holds at most this many events or bytes: one request. */
+#define TATTLE_SPOOL_BATCH_EVENTS 1000u
+#define TATTLE_SPOOL_BATCH_BYTES (4u << 20)
+
+struct tattle_spool {
+    char dir[PATH_MAX];
+    long long max_bytes;
+    _Atomic unsigned seq; /* the writer and the sender both write batches */
+    int sync; /* fdatasync batches (default 1) */
+};
+
+/* One claimed batch: the lock is held until done, release or reject. */
+struct tattle_spool_batch {
+    char name[96];
+    int fd;
+    unsigned count;
+    char *body; /* count JSON lines, each ending in '\n' */
+    size_t len;
+};
+
+/* Create (0700) or adopt the directory. Returns 0 or -errno. */
+int tattle__spool_open(struct tattle_spool *s, const char *dir, long long max_bytes);
+
+/* Write count lines (body, each ending in '\n') as one batch. Then enforce
+ * the size bound; *dropped gets the number of events it dropped.
+ * Returns 0 or -errno. */
+int tattle__spool_write(struct tattle_spool *s, const char *body, size_t len, unsigned count, unsigned *dropped);
+
+/* The names of waiting batches, oldest first, at most cap. Returns how many. */
+size_t tattle__spool_list(struct tattle_spool *s, char (*names)[96], size_t cap);
+
+/* Claim and read one batch. Returns 1 when claimed, 0 when someone else
+ * holds it or it is gone, -1 when it was damaged (it is set aside). */
+int tattle__spool_claim(struct tattle_spool *s, const char *name, struct tattle_spool_batch *b);
+
+/* Sent: delete it. */
+void tattle__spool_done(struct tattle_spool *s, struct tattle_spool_batch *b);
+/* Part of it was sent: put the rest back under the same name (so it keeps
+ * its place in the queue) and unlock it. */
+int tattle__spool_replace(struct tattle_spool *s, struct tattle_spool_batch *b, const char *body, size_t len,
+                          unsigned count);
+/* Not sent, try later: unlock it. */
+void tattle__spool_release(struct tattle_spool_batch *b);
+/* Refused by the server for good: keep it under another name, never resend. */
+void tattle__spool_reject(struct tattle_spool *s, struct tattle_spool_batch *b);
+
+/* Remove temporary files left by writers that died. */
+void tattle__spool_sweep(struct tattle_spool *s);
+
+/* CRC-32 (zlib's polynomial) of a buffer. */
+uint32_t tattle__spool_crc(const char *p, size_t n);
+
+#endif
