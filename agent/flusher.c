@@ -358,5 +358,8 @@ int main(void)
     drain_ring(&f);
     if (f.delivery)
         tattle__delivery_finish(f.delivery, f.cfg.linger_ms);
+    free(f.batch);
+    tattle__symbolizer_close(f.sym);
+    curl_global_cleanup();
     return 0;
 }

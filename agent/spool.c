@@ -356,6 +356,26 @@ void tattle__spool_reject(struct tattle_spool *s, struct tattle_spool_batch *b)
     tattle__spool_release(b);
 }
 
+/* Dead, or a zombie nobody has reaped yet. */
+static int process_gone(int pid)
+{
+    char path[64], stat[256];
+    FILE *f;
+    int gone = 0;
+    if (kill(pid, 0) != 0)
+        return errno == ESRCH;
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    f = fopen(path, "re");
+    if (!f)
+        return 0;
+    if (fgets(stat, sizeof stat, f)) {
+        char *paren = strrchr(stat, ')');
+        gone = paren && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X');
+    }
+    fclose(f);
+    return gone;
+}
+
 void tattle__spool_sweep(struct tattle_spool *s)
 {
     DIR *d = opendir(s->dir);
@@ -365,8 +385,7 @@ void tattle__spool_sweep(struct tattle_spool *s)
     while ((e = readdir(d))) {
         int pid;
         unsigned seq;
-        if (sscanf(e->d_name, ".tmp-%d-%u", &pid, &seq) == 2 && pid > 0 && kill(pid, 0) != 0 &&
-            errno == ESRCH) {
+        if (sscanf(e->d_name, ".tmp-%d-%u", &pid, &seq) == 2 && pid > 0 && process_gone(pid)) {
             char path[PATH_MAX + 96];
             path_of(s, e->d_name, path, sizeof path);
             unlink(path);

@@ -1,0 +1,358 @@
+"""test_delivery.py - delivery to a strict PostHog stand-in on 127.0.0.1.
+
+Real programs run under the real agent with POSTHOG_API_KEY and
+POSTHOG_HOST pointing at posthog_standin.StandIn; each case checks what
+arrived (every event exactly once, in order per thread, valid by PostHog's
+rules), what stayed in the spool, and that the host ended as it would have.
+"""
+import glob
+import os
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import AGENT, BUILD, Sandbox, check, check_equal, exceptions, main, run  # noqa: E402
+from posthog_standin import StandIn  # noqa: E402
+
+KEY = "phc_tattle_test_key_9f3a71"
+EMITTER = os.path.join(BUILD, "tests", "emitter")
+CRASHER = os.path.join(BUILD, "tests", "crasher")
+
+
+class Case:
+    """A sandbox with its own spool, and a stand-in."""
+
+    def __init__(self, name, **standin):
+        self.sb = Sandbox(name)
+        self.spool = os.path.join(self.sb.dir, "spool")
+        self.server = StandIn(**standin)
+
+    def env(self, **extra):
+        env = self.sb.base_env()
+        env.update(LD_PRELOAD=AGENT, POSTHOG_API_KEY=KEY, POSTHOG_HOST=self.server.url, TATTLE_SPOOL_DIR=self.spool)
+        env.update({k: str(v) for k, v in extra.items()})
+        return env
+
+    def batches(self, suffix=".batch"):
+        return sorted(glob.glob(os.path.join(self.spool, "*" + suffix)))
+
+    def spooled_events(self):
+        total = 0
+        for path in self.batches():
+            with open(path, "rb") as f:
+                total += int(f.readline().split()[2])
+        return total
+
+    def check_valid(self):
+        check_equal(self.server.violations(), [], "every request met PostHog's rules")
+        check_equal(self.server.duplicates(), [], "no event arrived twice")
+        for r in self.server.requests:
+            if r["status"] == 200:
+                check_equal(r["api_key"], KEY, "the request carries the API key")
+
+    def wait_events(self, n, name="burst", timeout=15):
+        ok = self.server.wait_for(lambda s: len(s.accepted(name)) >= n, timeout)
+        check(ok, "%d %s events arrived" % (n, name), "arrived: %d" % len(self.server.accepted(name)),
+              "requests: %s" % [(r["status"], r["count"], r["violation"]) for r in self.server.requests])
+        return self.server.accepted(name)
+
+    def settle(self):
+        """Wait until this sandbox's flushers have exited (their linger is over)."""
+        check(self.server.wait_for(lambda s: not our_flushers(self), 15), "the flushers exited", our_flushers(self))
+
+    def close(self):
+        self.server.stop()
+        self.sb.cleanup()
+
+
+def case(name, **standin):
+    def wrap(fn):
+        def run_case():
+            c = Case(name, **standin)
+            try:
+                fn(c)
+            finally:
+                c.close()
+        run_case.__name__ = fn.__name__
+        return run_case
+    return wrap
+
+
+def plain(argv):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LD_PRELOAD", "TATTLE_", "POSTHOG_"))}
+    return run(argv, env=env)
+
+
+def check_in_order(events, threads, per_thread):
+    for t in range(threads):
+        seqs = [e["properties"]["seq"] for e in events if e["properties"]["thread"] == t]
+        check_equal(seqs, list(range(per_thread)), "thread %d's events arrived complete and in capture order" % t)
+
+
+@case("crash")
+def crash_arrives(c):
+    r = run([CRASHER, "null"], env=c.env())
+    check_equal(r.signal, signal.SIGSEGV, "the host still dies of SIGSEGV", r.stderr)
+    exc = c.wait_events(1, "$exception")
+    c.check_valid()
+    check_equal(len(exc), 1, "exactly one $exception")
+    ex = exc[0]["properties"]["$exception_list"][0]
+    check_equal(ex["type"], "SIGSEGV", "the exception type")
+    names = [f.get("function") for f in ex["stacktrace"]["frames"]]
+    check("write_null" in names, "the crash site is among the frames", names)
+    check("queued for %s" % c.server.url in r.stderr, "the report says where the event went", r.stderr)
+    check(not os.path.exists(os.path.join(c.sb.dir, "state", "tattle", "events.jsonl")),
+          "no local file without TATTLE_FILE when a server is configured")
+    ua = c.server.requests[0]["headers"].get("User-Agent")
+    check(ua.startswith("tattle/"), "User-Agent names tattle", ua)
+
+
+@case("order")
+def events_arrive_in_capture_order_per_thread(c):
+    r = run([EMITTER, "4", "250", "flush"], env=c.env())
+    check_equal(r.stdout, "captured 1000 errors 0\nflush 0\n", "every capture succeeded, flush returned 0")
+    events = c.wait_events(1000)
+    c.check_valid()
+    check_in_order(events, 4, 250)
+
+
+@case("sigkill")
+def sigkill_after_1000_captures_loses_nothing(c):
+    r = run([EMITTER, "1", "1000", "kill"], env=c.env())
+    check_equal(r.signal, signal.SIGKILL, "the host died of SIGKILL")
+    check_equal(r.stdout, "captured 1000 errors 0\n", "1000 captures succeeded")
+    events = c.wait_events(1000)
+    c.check_valid()
+    check_in_order(events, 1, 1000)
+
+
+@case("down", start=False)
+def crash_while_the_server_is_down_arrives_when_it_is_back(c):
+    r = run([CRASHER, "null"], env=c.env())
+    check_equal(r.signal, signal.SIGSEGV, "the host still dies of SIGSEGV")
+    check_equal(len(c.batches()), 1, "the crash waits in the spool", os.listdir(c.spool))
+    time.sleep(1.0)  # down for a while (the flusher keeps retrying), then up
+    c.server.start()
+    c.wait_events(1, "$exception")
+    c.check_valid()
+    check(c.server.wait_for(lambda s: not c.batches(), 5), "the spool is empty once it was sent", c.batches())
+
+
+@case("503", fail_first=3)
+def a_few_503s_in_a_row_cost_no_event(c):
+    r = run([EMITTER, "2", "50", "exit"], env=c.env())
+    check_equal(r.exit_code, 0, "the host exits 0")
+    events = c.wait_events(100)
+    c.check_valid()
+    check_in_order(events, 2, 50)
+    check(sum(1 for q in c.server.requests if q["status"] == 503) == 3, "three 503s were answered")
+
+
+@case("retry-after", fail_first=1, fail_status=429, retry_after=2)
+def retry_after_is_honoured(c):
+    run([EMITTER, "1", "5", "exit"], env=c.env())
+    c.wait_events(5)
+    c.check_valid()
+    first, second = c.server.requests[0], c.server.requests[1]
+    check_equal(first["status"], 429, "the first answer was 429")
+    check(second["time"] - first["answered"] >= 2.0, "the retry came after Retry-After (2 s)",
+          "gap: %.3f s" % (second["time"] - first["answered"]))
+
+
+@case("later", start=False)
+def unsent_batches_go_with_a_later_process(c):
+    r = run([EMITTER, "1", "10", "exit"], env=c.env(TATTLE_LINGER_MS=0))
+    check_equal(r.exit_code, 0, "the host exits 0")
+    c.settle()
+    batches = c.batches()
+    check_equal(len(batches), 1, "one batch in the spool")
+    check_equal(os.stat(c.spool).st_mode & 0o777, 0o700, "the spool directory is private")
+    check_equal(os.stat(batches[0]).st_mode & 0o777, 0o600, "the batch file is private")
+    check_equal(c.spooled_events(), 10, "the batch holds the 10 events")
+    c.server.start()
+    r = run(["/bin/true"], env=c.env())
+    check_equal(r.exit_code, 0, "/bin/true still exits 0")
+    check_equal(r.stderr, "", "/bin/true prints nothing")
+    c.wait_events(10)
+    c.check_valid()
+    check(c.server.wait_for(lambda s: not c.batches(), 5), "the spool is empty once it was sent", c.batches())
+
+
+@case("401", always=401)
+def a_refused_key_is_not_retried_and_events_stay(c):
+    r = run([EMITTER, "1", "20", "flush"], env=c.env(TATTLE_LINGER_MS=1000))
+    p = plain([EMITTER, "1", "20", "flush"])
+    check_equal((r.exit_code, r.stdout), (p.exit_code, p.stdout), "the host's exit and output are unchanged")
+    lines = [line for line in r.stderr.splitlines() if "refused the API key" in line]
+    check_equal(len(lines), 1, "one clear line on stderr", r.stderr)
+    check(KEY not in r.stderr, "the line does not show the key")
+    time.sleep(2.0)  # the flusher's linger window (1 s) is over
+    check_equal(len(c.server.requests), 1, "one request, no retry storm")
+    check_equal(c.spooled_events(), 20, "the 20 events stay in the spool")
+
+
+@case("400", always=400)
+def a_refused_batch_is_kept_aside_and_not_resent(c):
+    r = run([EMITTER, "1", "3", "flush"], env=c.env(TATTLE_LINGER_MS=500))
+    check_equal(r.exit_code, 0, "the host exits 0")
+    check("refused a batch" in r.stderr, "one line on stderr", r.stderr)
+    time.sleep(1.5)
+    check_equal(len(c.server.requests), 1, "the batch was not resent")
+    check_equal(len(c.batches(".rejected")), 1, "the batch is kept aside", os.listdir(c.spool))
+    check_equal(c.batches(), [], "nothing is left to resend")
+
+
+@case("413", max_events=7)
+def a_too_large_batch_is_split(c):
+    run([EMITTER, "1", "50", "flush"], env=c.env())
+    events = c.wait_events(50)
+    c.check_valid()
+    check_in_order(events, 1, 50)
+    check(any(q["status"] == 413 for q in c.server.requests), "the server answered 413 at first")
+
+
+@case("key")
+def the_key_appears_only_in_the_request(c):
+    env = c.env(TATTLE_FILE=c.sb.events_path)
+    p = subprocess.Popen([EMITTER, "1", "5", "stdin"], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    check_equal(p.stdout.readline(), b"captured 5 errors 0\n", "the host captured")
+    check_equal(p.stdout.readline(), b"ready\n", "the host waits")
+    c.wait_events(5)
+    seen = []
+    for cmdline in glob.glob("/proc/[0-9]*/cmdline"):
+        try:
+            with open(cmdline, "rb") as f:
+                if KEY.encode() in f.read():
+                    seen.append(cmdline)
+        except OSError:
+            pass
+    out, err = p.communicate(b"go\n", timeout=30)
+    check_equal(seen, [], "no process has the key on its command line")
+    check(KEY.encode() not in out + err, "the key is not printed")
+    for root, _, files in os.walk(c.sb.dir):
+        for name in files:
+            check(KEY not in name, "no file is named after the key", name)
+            with open(os.path.join(root, name), "rb") as f:
+                check(KEY.encode() not in f.read(), "the key is in no file", os.path.join(root, name))
+    for e in c.server.accepted():
+        check(KEY not in str(e), "the key is in no event")
+    c.check_valid()
+
+
+@case("midwrite", start=False)
+def the_spool_survives_a_flusher_killed_mid_write(c):
+    run([EMITTER, "1", "5", "exit"], env=c.env(TATTLE_LINGER_MS=0))
+    c.settle()
+    first = c.batches()
+    check_equal(len(first), 1, "the first batch is spooled")
+    r = run([EMITTER, "1", "5", "exit"], env=c.env(TATTLE_LINGER_MS=0, TATTLE_TEST_FAULT="spool-write-kill"))
+    check_equal((r.exit_code, r.stdout), (0, "captured 5 errors 0\n"), "the host ends as usual")
+    c.settle()
+    check_equal(c.batches(), first, "the half-written batch is not in the queue")
+    check(glob.glob(os.path.join(c.spool, ".tmp-*")), "the killed writer left its temporary file")
+    c.server.start()
+    run(["/bin/true"], env=c.env())
+    events = c.wait_events(5)
+    c.check_valid()
+    check_equal(len(events), 5, "the first batch arrived whole")
+    check(c.server.wait_for(lambda s: not glob.glob(os.path.join(c.spool, ".tmp-*")), 5),
+          "the dead writer's temporary file was swept")
+    check_equal(c.batches(".damaged"), [], "nothing was damaged")
+
+
+@case("damaged", start=False)
+def a_damaged_batch_is_set_aside_not_sent(c):
+    run([EMITTER, "1", "5", "exit"], env=c.env(TATTLE_LINGER_MS=0))
+    c.settle()
+    path = c.batches()[0]
+    with open(path, "r+b") as f:
+        f.seek(-10, os.SEEK_END)
+        f.write(b"XXXX")
+    c.server.start()
+    run(["/bin/true"], env=c.env())
+    check(c.server.wait_for(lambda s: c.batches(".damaged"), 10), "the damaged batch is set aside")
+    check_equal(c.server.accepted(), [], "nothing of it was sent")
+
+
+@case("slow", slow=1.5)
+def a_slow_server_never_delays_the_host(c):
+    r = run([EMITTER, "1", "10", "exit"], env=c.env())
+    host_done = time.monotonic()
+    check_equal(r.exit_code, 0, "the host exits 0")
+    answered = [q for q in c.server.requests if q["answered"] <= host_done]
+    check_equal(answered, [], "the host had exited before the server answered")
+    c.wait_events(10)
+    c.check_valid()
+
+
+def our_flushers(c):
+    found = []
+    for environ in glob.glob("/proc/[0-9]*/environ"):
+        try:
+            with open(environ, "rb") as f:
+                if ("TATTLE_SPOOL_DIR=%s\0" % c.spool).encode() in f.read():
+                    exe = os.readlink(os.path.dirname(environ) + "/exe")
+                    if exe.endswith("tattle-flusher"):
+                        found.append(environ)
+        except OSError:
+            pass
+    return found
+
+
+@case("exec")
+def exec_gets_a_new_agent_without_leaking_the_flusher(c):
+    p = subprocess.Popen([EMITTER, "1", "5", "exec"], env=c.env(), stdout=subprocess.PIPE)
+    c.wait_events(5)
+    check(c.server.wait_for(lambda s: not our_flushers(c), 1.5), "the old flusher is gone while the new image runs",
+          our_flushers(c))
+    check_equal(p.poll(), None, "the exec'd program is still running")
+    p.wait(timeout=30)
+    check_equal(p.returncode, 0, "sleep exits 0")
+    c.check_valid()
+
+
+@case("fork")
+def a_forked_child_delivers_too(c):
+    r = run([EMITTER, "1", "10", "fork"], env=c.env())
+    check_equal(r.exit_code, 0, "the parent exits 0")
+    events = c.wait_events(20)
+    c.check_valid()
+    check_equal(len({e["properties"]["pid"] for e in events}), 2, "events from parent and child")
+
+
+@case("both")
+def file_and_posthog_together(c):
+    run([EMITTER, "1", "10", "flush"], env=c.env(TATTLE_FILE=c.sb.events_path))
+    events = c.wait_events(10)
+    local = c.sb.events()
+    check_equal(sorted(e["uuid"] for e in local), sorted(e["uuid"] for e in events),
+                "the file and the server got the same events")
+
+
+@case("sigint")
+def sigint_to_the_process_group_loses_nothing(c):
+    p = subprocess.Popen([EMITTER, "1", "50", "stdin"], env=c.env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         start_new_session=True)
+    p.stdout.readline()
+    p.stdout.readline()
+    os.killpg(p.pid, signal.SIGINT)
+    p.wait(timeout=30)
+    check_equal(p.returncode, -signal.SIGINT, "the host died of SIGINT")
+    c.wait_events(50)
+    c.check_valid()
+
+
+TESTS = {f.__name__: f for f in [
+    crash_arrives, events_arrive_in_capture_order_per_thread, sigkill_after_1000_captures_loses_nothing,
+    crash_while_the_server_is_down_arrives_when_it_is_back, a_few_503s_in_a_row_cost_no_event,
+    retry_after_is_honoured, unsent_batches_go_with_a_later_process, a_refused_key_is_not_retried_and_events_stay,
+    a_refused_batch_is_kept_aside_and_not_resent, a_too_large_batch_is_split, the_key_appears_only_in_the_request,
+    the_spool_survives_a_flusher_killed_mid_write, a_damaged_batch_is_set_aside_not_sent,
+    a_slow_server_never_delays_the_host, exec_gets_a_new_agent_without_leaking_the_flusher,
+    a_forked_child_delivers_too, file_and_posthog_together, sigint_to_the_process_group_loses_nothing]}
+
+if __name__ == "__main__":
+    main(TESTS)
