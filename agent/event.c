@@ -62,12 +62,37 @@ cJSON *tattle__event_new(const char *name, uint64_t time_ns, const char *distinc
     return ev;
 }
 
+/* The machine's description, the same for every event of this flusher. */
+static const struct utsname *machine(char host[256])
+{
+    static struct utsname u;
+    static char hostname[256];
+    static int done;
+    if (!done) {
+        if (uname(&u) != 0)
+            memset(&u, 0, sizeof u);
+        gethostname(hostname, sizeof hostname - 1);
+        done = 1;
+    }
+    memcpy(host, hostname, sizeof hostname);
+    return &u;
+}
+
+/* Properties the capture call gave explicitly win over these. */
+static void add_absent(cJSON *props, const char *key, cJSON *value)
+{
+    if (cJSON_HasObjectItem(props, key))
+        cJSON_Delete(value);
+    else
+        cJSON_AddItemToObject(props, key, value);
+}
+
 void tattle__event_add_process(cJSON *event, const struct tattle_shm *shm)
 {
     cJSON *props = cJSON_GetObjectItemCaseSensitive(event, "properties");
     cJSON *args = cJSON_CreateArray();
-    struct utsname u;
-    char host[256] = "";
+    char host[256];
+    const struct utsname *u = machine(host);
     size_t off = 0;
     while (off < shm->cmdline_len) {
         const char *a = shm->cmdline + off;
@@ -75,16 +100,15 @@ void tattle__event_add_process(cJSON *event, const struct tattle_shm *shm)
         cJSON_AddItemToArray(args, cJSON_CreateString(a));
         off += n + 1;
     }
-    cJSON_AddStringToObject(props, "executable", shm->exe);
-    cJSON_AddItemToObject(props, "arguments", args);
-    cJSON_AddNumberToObject(props, "pid", shm->host_pid);
-    cJSON_AddNumberToObject(props, "ppid", shm->host_ppid);
-    gethostname(host, sizeof host - 1);
-    cJSON_AddStringToObject(props, "hostname", host);
-    cJSON_AddStringToObject(props, "$os", "Linux");
-    if (uname(&u) == 0) {
-        cJSON_AddStringToObject(props, "$os_version", u.release);
-        cJSON_AddStringToObject(props, "arch", u.machine);
+    add_absent(props, "executable", cJSON_CreateString(shm->exe));
+    add_absent(props, "arguments", args);
+    add_absent(props, "pid", cJSON_CreateNumber(shm->host_pid));
+    add_absent(props, "ppid", cJSON_CreateNumber(shm->host_ppid));
+    add_absent(props, "hostname", cJSON_CreateString(host));
+    add_absent(props, "$os", cJSON_CreateString("Linux"));
+    if (u->release[0]) {
+        add_absent(props, "$os_version", cJSON_CreateString(u->release));
+        add_absent(props, "arch", cJSON_CreateString(u->machine));
     }
 }
 

@@ -29,18 +29,37 @@ static void fill_random(unsigned char *b, size_t n)
     }
 }
 
+/* Random bytes from a per-thread pool: one getrandom() per 32 UUIDs. */
+static void take_random(unsigned char *b, size_t n)
+{
+    static __thread unsigned char pool[512];
+    static __thread size_t left;
+    if (left < n) {
+        fill_random(pool, sizeof pool);
+        left = sizeof pool;
+    }
+    memcpy(b, pool + sizeof pool - left, n);
+    memset(pool + sizeof pool - left, 0, n);
+    left -= n;
+}
+
 void tattle__uuid_v7(char out[TATTLE_UUID_STR], uint64_t unix_ms)
 {
+    static const char hex[] = "0123456789abcdef";
     unsigned char b[16];
-    int i;
-    fill_random(b, sizeof b);
+    int i, o = 0;
+    take_random(b, sizeof b);
     for (i = 0; i < 6; i++)
         b[i] = (unsigned char)(unix_ms >> (40 - 8 * i));
     b[6] = (unsigned char)(0x70 | (b[6] & 0x0f));
     b[8] = (unsigned char)(0x80 | (b[8] & 0x3f));
-    snprintf(out, TATTLE_UUID_STR,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2],
-             b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+    for (i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            out[o++] = '-';
+        out[o++] = hex[b[i] >> 4];
+        out[o++] = hex[b[i] & 15];
+    }
+    out[o] = 0;
 }
 
 int tattle__uuid_is_v7(const char *s)
