@@ -345,6 +345,32 @@ def sigint_to_the_process_group_loses_nothing(c):
     c.check_valid()
 
 
+@case("shared", start=False)
+def concurrent_senders_never_send_a_batch_twice(c):
+    for _ in range(6):
+        run([EMITTER, "1", "20", "exit"], env=c.env(TATTLE_LINGER_MS=0))
+    c.settle()
+    check_equal(c.spooled_events(), 120, "six batches wait in the spool")
+    c.server.start()
+    procs = [subprocess.Popen(["/bin/sleep", "0.3"], env=c.env()) for _ in range(4)]
+    for p in procs:
+        p.wait(timeout=30)
+    c.wait_events(120)
+    c.settle()
+    c.check_valid()
+    check_equal(len(c.server.accepted()), 120, "each event arrived once")
+
+
+@case("idle")
+def a_host_that_captures_nothing_starts_no_process(c):
+    p = subprocess.Popen(["/bin/sleep", "1"], env=c.env())
+    time.sleep(0.5)
+    found = our_flushers(c)
+    p.wait(timeout=30)
+    check_equal(found, [], "no flusher runs for a host with nothing to send")
+    check(not os.path.exists(c.spool), "no spool directory was created")
+
+
 TESTS = {f.__name__: f for f in [
     crash_arrives, events_arrive_in_capture_order_per_thread, sigkill_after_1000_captures_loses_nothing,
     crash_while_the_server_is_down_arrives_when_it_is_back, a_few_503s_in_a_row_cost_no_event,
@@ -352,7 +378,8 @@ TESTS = {f.__name__: f for f in [
     a_refused_batch_is_kept_aside_and_not_resent, a_too_large_batch_is_split, the_key_appears_only_in_the_request,
     the_spool_survives_a_flusher_killed_mid_write, a_damaged_batch_is_set_aside_not_sent,
     a_slow_server_never_delays_the_host, exec_gets_a_new_agent_without_leaking_the_flusher,
-    a_forked_child_delivers_too, file_and_posthog_together, sigint_to_the_process_group_loses_nothing]}
+    a_forked_child_delivers_too, file_and_posthog_together, sigint_to_the_process_group_loses_nothing,
+    concurrent_senders_never_send_a_batch_twice, a_host_that_captures_nothing_starts_no_process]}
 
 if __name__ == "__main__":
     main(TESTS)
