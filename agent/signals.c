@@ -8,6 +8,12 @@
  *  - In the handler (signal context, everything signal-safe):
  *      on_fatal_signal()   errno saved; vfork children, re-entry and the
  *                          fault guard are sorted out first
+ *      forward()           the host's own handler, if it installed one
+ *                          (chain.c keeps the table), runs first, as the
+ *                          kernel would have run it; when it returns or
+ *                          leaves by siglongjmp, that was no crash
+ *      original_fault()    a host that gave up (SIG_DFL and re-raise, or
+ *                          abort) is reported with the fault it was handed
  *      gate_enter()        the first crashing thread owns the capture; the
  *                          others park (bounded) and then die
  *      capture()           stage-1 record into the shared crash area:
@@ -33,18 +39,14 @@
 #include <unistd.h>
 
 #include "assafe.h"
+#include "chain.h"
 #include "context.h"
 #include "hooks.h"
 #include "link.h"
 
-/* glibc exports its sigaction under this name too; calling it bypasses any
- * interposer of sigaction (ours included, once signal chaining lands). */
-extern int __sigaction(int sig, const struct sigaction *act, struct sigaction *old);
-
 static const int fatal_signals[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP, SIGSYS};
 #define N_FATAL (sizeof fatal_signals / sizeof fatal_signals[0])
 
-static struct sigaction previous_action[NSIG];
 static const struct tattle_config *config;
 static pid_t process_id;             /* getpid() of the process we serve */
 static _Atomic pid_t crash_owner;    /* tid of the thread doing the capture */
@@ -52,6 +54,16 @@ static _Atomic uint32_t crash_over;  /* futex: the capture finished */
 
 static __thread int in_handler;
 static __thread int guard_armed;
+
+/* The fault last handed to the host's own handler on this thread. */
+struct forwarded_fault {
+    uintptr_t mark;  /* address of a local of forward(): deeper means nested */
+    int sig;
+    uint64_t pc;
+    siginfo_t si;
+    ucontext_t *uc; /* valid only while nested inside forward() */
+};
+static __thread struct forwarded_fault forwarded;
 static __thread sigjmp_buf guard_jmp;
 
 sigjmp_buf *tattle__signals_guard_arm(void)
@@ -74,7 +86,9 @@ static int is_hardware_fault(int sig, const siginfo_t *si)
  * same death (status, core, shell message) as without us. Signal-safe. */
 static void die_as_before(int sig, siginfo_t *si)
 {
-    __sigaction(sig, &previous_action[sig], NULL);
+    struct sigaction host;
+    tattle__chain_get(sig, &host);
+    tattle__chain_real_sigaction(sig, &host, NULL);
     if (is_hardware_fault(sig, si))
         return; /* the instruction faults again, now under the old action */
     /* The signal is blocked while we run (no SA_NODEFER), so it stays
@@ -179,9 +193,72 @@ static void capture(int sig, siginfo_t *si, ucontext_t *uc)
         tattle__write_str(2, "tattle: the crash report did not complete in time\n");
 }
 
+/* Run the host's handler as the kernel would have: its mask (the mask at
+ * the fault, plus sa_mask, plus the signal unless SA_NODEFER), SA_RESETHAND,
+ * one or three arguments. It may return (the fault is handled, perhaps
+ * after fixing the context) or leave by siglongjmp. */
+static void forward(int sig, siginfo_t *si, ucontext_t *uc, const struct sigaction *host)
+{
+    volatile char here = 0;
+    sigset_t mask, ours;
+    /* Host handlers nest (a JVM probes memory while it writes hs_err):
+     * the outer record comes back when this one ends. */
+    struct forwarded_fault outer = forwarded;
+    sigorset(&mask, &uc->uc_sigmask, &host->sa_mask);
+    if (!(host->sa_flags & SA_NODEFER))
+        sigaddset(&mask, sig);
+    if (host->sa_flags & SA_RESETHAND)
+        tattle__chain_reset(sig);
+    forwarded.mark = (uintptr_t)&here;
+    forwarded.sig = sig;
+    forwarded.pc = (uint64_t)uc->uc_mcontext.gregs[REG_RIP];
+    forwarded.si = *si;
+    forwarded.uc = uc;
+    sigprocmask(SIG_SETMASK, &mask, &ours);
+    if (host->sa_flags & SA_SIGINFO)
+        host->sa_sigaction(sig, si, uc);
+    else
+        host->sa_handler(sig);
+    sigprocmask(SIG_SETMASK, &ours, NULL);
+    forwarded = outer;
+    if (!outer.mark) /* keep sig, pc and si: a re-raise arrives after we return */
+        forwarded = (struct forwarded_fault){0, sig, (uint64_t)uc->uc_mcontext.gregs[REG_RIP], *si, NULL};
+    (void)here;
+}
+
+/* Inside forward() on this thread, below it on the same stack? A host
+ * that left by siglongjmp leaves the record stale: then the saved context
+ * has most likely been overwritten, and the distance is checked too. */
+static int nested_in_forward(void)
+{
+    volatile char here = 0;
+    uintptr_t at = (uintptr_t)&here;
+    return forwarded.mark && forwarded.uc && at < forwarded.mark && forwarded.mark - at < (16u << 20) &&
+           (uint64_t)forwarded.uc->uc_mcontext.gregs[REG_RIP] == forwarded.pc;
+}
+
+/* The host gave up on a fault it was handed: report the fault itself. A
+ * re-raise from a handler that returned arrives at the fault's own context
+ * with siginfo saying "sent by raise"; the original siginfo is the truth. */
+static void original_fault(int *sig, siginfo_t **si, ucontext_t **uc)
+{
+    if (nested_in_forward()) {
+        *sig = forwarded.sig;
+        *si = &forwarded.si;
+        *uc = forwarded.uc;
+    } else if (forwarded.sig == *sig && (*si)->si_code <= 0 && (*si)->si_pid == process_id &&
+               (uint64_t)(*uc)->uc_mcontext.gregs[REG_RIP] == forwarded.pc) {
+        *si = &forwarded.si;
+    }
+}
+
 static void on_fatal_signal(int sig, siginfo_t *si, void *ucv)
 {
     int saved_errno = errno;
+    struct sigaction host;
+    int report_sig = sig;
+    siginfo_t *report_si = si;
+    ucontext_t *report_uc = ucv;
     if (guard_armed && (sig == SIGSEGV || sig == SIGBUS)) {
         guard_armed = 0;
         siglongjmp(guard_jmp, 1);
@@ -193,15 +270,23 @@ static void on_fatal_signal(int sig, siginfo_t *si, void *ucv)
         errno = saved_errno;
         return;
     }
+    /* The host's own handler first: a signal it handles is no crash. */
+    tattle__chain_get(sig, &host);
+    if (host.sa_handler != SIG_DFL && host.sa_handler != SIG_IGN) {
+        forward(sig, si, ucv, &host);
+        errno = saved_errno;
+        return;
+    }
     /* An ignored signal sent by someone stays ignored, and is no crash. */
-    if (previous_action[sig].sa_handler == SIG_IGN && !is_hardware_fault(sig, si)) {
+    if (host.sa_handler == SIG_IGN && !is_hardware_fault(sig, si)) {
         errno = saved_errno;
         return;
     }
     in_handler = 1;
+    original_fault(&report_sig, &report_si, &report_uc);
     /* TATTLE_NO_CAPTURE_EXCEPTIONS: not reported, dies all the same. */
     if (tattle__context_captures_crashes() && gate_enter()) {
-        capture(sig, si, ucv);
+        capture(report_sig, report_si, report_uc);
         gate_leave();
     }
     die_as_before(sig, si);
@@ -227,8 +312,9 @@ void tattle__signals_install(const struct tattle_config *cfg)
     sigdelset(&sa.sa_mask, SIGILL);
     sigdelset(&sa.sa_mask, SIGFPE);
     sigdelset(&sa.sa_mask, SIGTRAP);
+    tattle__chain_init();
     for (i = 0; i < N_FATAL; i++)
-        __sigaction(fatal_signals[i], &sa, &previous_action[fatal_signals[i]]);
+        tattle__chain_take(fatal_signals[i], &sa);
 }
 
 void tattle__signals_after_fork(void) { process_id = tattle__sys_getpid(); }

@@ -1,0 +1,201 @@
+/* chain.c - signal chaining (see chain.h).
+ *
+ * Signal context: PARTLY. The interposers may be called from the host's
+ * signal handlers (sigaction is async-signal-safe): they take no lock that
+ * could deadlock and allocate nothing. Finding libc's own functions with
+ * dlsym() happens at load or on a host's first call.
+ */
+#include "chain.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define EXPORT __attribute__((visibility("default")))
+
+extern int __sigaction(int sig, const struct sigaction *act, struct sigaction *old);
+
+typedef __sighandler_t (*signal_fn)(int, __sighandler_t);
+
+/* One slot a signal: a seqlock around what the host asked for. */
+struct host_action {
+    _Atomic unsigned seq;
+    _Atomic int taken; /* our handler is in the kernel: answer from the table */
+    struct sigaction sa;
+};
+
+static struct host_action table[NSIG];
+static _Atomic int writer_busy;
+static signal_fn real_signal, real_sysv_signal, real_bsd_signal, real_sigset;
+
+int tattle__chain_real_sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+{
+    return __sigaction(sig, act, old);
+}
+
+static void find_libc(void)
+{
+    if (!real_signal) {
+        real_sysv_signal = (signal_fn)dlsym(RTLD_NEXT, "sysv_signal");
+        real_bsd_signal = (signal_fn)dlsym(RTLD_NEXT, "bsd_signal");
+        real_sigset = (signal_fn)dlsym(RTLD_NEXT, "sigset");
+        real_signal = (signal_fn)dlsym(RTLD_NEXT, "signal");
+    }
+}
+
+int tattle__chain_init(void)
+{
+    find_libc();
+    return real_signal ? 0 : -1;
+}
+
+static int is_taken(int sig)
+{
+    return sig > 0 && sig < NSIG && atomic_load_explicit(&table[sig].taken, memory_order_acquire);
+}
+
+static void table_write(int sig, const struct sigaction *sa)
+{
+    struct host_action *h = &table[sig];
+    int spins = 0;
+    /* Writers are rare; one that interrupted another on the same thread
+     * must not wait forever. */
+    while (atomic_exchange_explicit(&writer_busy, 1, memory_order_acquire) && ++spins < 10000)
+        sched_yield();
+    atomic_fetch_add_explicit(&h->seq, 1, memory_order_acq_rel);
+    atomic_thread_fence(memory_order_release);
+    memcpy(&h->sa, sa, sizeof *sa);
+    atomic_thread_fence(memory_order_release);
+    atomic_fetch_add_explicit(&h->seq, 1, memory_order_release);
+    atomic_store_explicit(&writer_busy, 0, memory_order_release);
+}
+
+void tattle__chain_get(int sig, struct sigaction *out)
+{
+    struct host_action *h = &table[sig];
+    int tries;
+    for (tries = 0; tries < 10000; tries++) {
+        unsigned s1 = atomic_load_explicit(&h->seq, memory_order_acquire);
+        if (s1 & 1)
+            continue;
+        memcpy(out, &h->sa, sizeof *out);
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(&h->seq, memory_order_relaxed) == s1)
+            return;
+    }
+    memcpy(out, &h->sa, sizeof *out);
+}
+
+void tattle__chain_reset(int sig)
+{
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    table_write(sig, &dfl);
+}
+
+int tattle__chain_take(int sig, const struct sigaction *ours)
+{
+    struct sigaction old;
+    if (__sigaction(sig, ours, &old) != 0)
+        return -1;
+    table_write(sig, &old);
+    atomic_store_explicit(&table[sig].taken, 1, memory_order_release);
+    return 0;
+}
+
+/* ---- the interposers ---- */
+
+EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+{
+    struct sigaction prev;
+    if (!is_taken(sig))
+        return __sigaction(sig, act, old);
+    tattle__chain_get(sig, &prev);
+    if (act)
+        table_write(sig, act);
+    if (old)
+        *old = prev;
+    return 0;
+}
+
+/* glibc's signal()/bsd_signal(): BSD semantics. */
+static __sighandler_t set_bsd(int sig, __sighandler_t handler)
+{
+    struct sigaction act, old;
+    if (handler == SIG_ERR) {
+        errno = EINVAL;
+        return SIG_ERR;
+    }
+    memset(&act, 0, sizeof act);
+    act.sa_handler = handler;
+    sigemptyset(&act.sa_mask);
+    sigaddset(&act.sa_mask, sig);
+    act.sa_flags = SA_RESTART;
+    sigaction(sig, &act, &old);
+    return old.sa_handler;
+}
+
+EXPORT __sighandler_t signal(int sig, __sighandler_t handler)
+{
+    find_libc();
+    if (!is_taken(sig))
+        return real_signal ? real_signal(sig, handler) : SIG_ERR;
+    return set_bsd(sig, handler);
+}
+
+EXPORT __sighandler_t bsd_signal(int sig, __sighandler_t handler)
+{
+    find_libc();
+    if (!is_taken(sig))
+        return real_bsd_signal ? real_bsd_signal(sig, handler) : SIG_ERR;
+    return set_bsd(sig, handler);
+}
+
+/* System V semantics: one shot, not deferred. */
+EXPORT __sighandler_t sysv_signal(int sig, __sighandler_t handler)
+{
+    struct sigaction act, old;
+    find_libc();
+    if (!is_taken(sig))
+        return real_sysv_signal ? real_sysv_signal(sig, handler) : SIG_ERR;
+    if (handler == SIG_ERR) {
+        errno = EINVAL;
+        return SIG_ERR;
+    }
+    memset(&act, 0, sizeof act);
+    act.sa_handler = handler;
+    act.sa_flags = SA_RESETHAND | SA_NODEFER;
+    sigaction(sig, &act, &old);
+    return old.sa_handler;
+}
+
+EXPORT __sighandler_t __sysv_signal(int sig, __sighandler_t handler)
+{
+    return sysv_signal(sig, handler);
+}
+
+EXPORT __sighandler_t sigset(int sig, __sighandler_t disp)
+{
+    struct sigaction act, old;
+    sigset_t one, was;
+    find_libc();
+    if (!is_taken(sig))
+        return real_sigset ? real_sigset(sig, disp) : SIG_ERR;
+    sigemptyset(&one);
+    sigaddset(&one, sig);
+    if (disp == SIG_HOLD) {
+        sigprocmask(SIG_BLOCK, &one, &was);
+        sigaction(sig, NULL, &old);
+        return sigismember(&was, sig) ? SIG_HOLD : old.sa_handler;
+    }
+    memset(&act, 0, sizeof act);
+    act.sa_handler = disp;
+    sigaction(sig, &act, &old);
+    sigprocmask(SIG_UNBLOCK, &one, &was);
+    return sigismember(&was, sig) ? SIG_HOLD : old.sa_handler;
+}
