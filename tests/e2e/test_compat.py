@@ -17,13 +17,9 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import BUILD, Sandbox, check, check_equal, exceptions, run  # noqa: E402
+from harness import BUILD, Sandbox, Skip, check, check_equal, exceptions, main, run  # noqa: E402
 
 OWN = os.path.join(BUILD, "tests", "own_handlers")
-
-
-class Skip(Exception):
-    pass
 
 
 def need(tool, package):
@@ -275,22 +271,5 @@ TESTS = {f.__name__: f for f in [
     git_commands]}
 
 
-def main():
-    names = sys.argv[1:] or list(TESTS)
-    failed = skipped = 0
-    for name in names:
-        try:
-            TESTS[name]()
-            print("ok   %s" % name)
-        except Skip as s:
-            print("skip %s: %s" % (name, s))
-            skipped += 1
-        except Exception as e:  # harness.Failure and anything unexpected
-            print("FAIL %s\n%s" % (name, e))
-            failed += 1
-    print("%d passed, %d failed, %d skipped" % (len(names) - failed - skipped, failed, skipped))
-    sys.exit(1 if failed else (77 if skipped == len(names) else 0))
-
-
 if __name__ == "__main__":
-    main()
+    main(TESTS)
