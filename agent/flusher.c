@@ -80,10 +80,23 @@ static void symbolize_pcs(struct tattle_symbolizer *sym, const struct tattle_pcs
         st->truncated = 1;
 }
 
+/* One notice per run of failed commits, not one per batch. */
+static void commit_problem(struct flusher *f, const char *what, const char *where, int err)
+{
+    char msg[256];
+    if (f->commit_failed)
+        return;
+    if (err)
+        snprintf(msg, sizeof msg, "%s %.160s (%s)", what, where, strerror(-err));
+    else
+        snprintf(msg, sizeof msg, "%s", what);
+    notice(f, msg);
+}
+
 /* Write the batch to every sink. Returns 0 when it is safe somewhere. */
 static int commit(struct flusher *f, int sync)
 {
-    int file_r = -1, spool_r = -1;
+    int file_r = 1, spool_r = 1; /* 1: no such sink */
     unsigned dropped = 0;
     if (!f->batch_count)
         return 0;
@@ -97,18 +110,14 @@ static int commit(struct flusher *f, int sync)
             tattle__delivery_kick(f->delivery);
         }
     }
-    if (file_r != 0 && f->cfg.file_path[0] && !f->commit_failed) {
-        char msg[256];
-        snprintf(msg, sizeof msg, "cannot write %.160s (%s)", f->cfg.file_path, strerror(-file_r));
-        notice(f, msg);
-    }
-    if (spool_r != 0 && f->delivery && !f->commit_failed) {
-        char msg[256];
-        snprintf(msg, sizeof msg, "cannot write the spool in %.160s (%s); events are lost", f->spool.dir,
-                 strerror(-spool_r));
-        notice(f, msg);
-    }
-    f->commit_failed = (file_r != 0 && spool_r != 0);
+    if (file_r < 0)
+        commit_problem(f, "cannot write", f->cfg.file_path, file_r);
+    if (spool_r < 0)
+        commit_problem(f, "cannot write the spool in", f->spool.dir, spool_r);
+    if (file_r > 0 && spool_r > 0)
+        commit_problem(f, "events have nowhere to go: set TATTLE_FILE (neither $XDG_STATE_HOME nor $HOME is set)"
+                          " or POSTHOG_API_KEY", NULL, 0);
+    f->commit_failed = file_r != 0 && spool_r != 0;
     f->batch_len = 0;
     f->batch_count = 0;
     return f->commit_failed ? -1 : 0;

@@ -238,9 +238,17 @@ static int wait_delivered(struct tattle_shm *shm, uint64_t deadline)
     }
 }
 
+static _Atomic uint32_t notice_printed;
+
+void tattle__link_notice_seen(void)
+{
+    struct tattle_shm *shm = tattle__link_peek();
+    if (shm)
+        atomic_store(&notice_printed, atomic_load_explicit(&shm->notice_seq, memory_order_acquire));
+}
+
 void tattle__link_print_notice(void)
 {
-    static _Atomic uint32_t printed;
     struct tattle_shm *shm = tattle__link_peek();
     uint32_t seq;
     char line[sizeof shm->notice + 16];
@@ -248,7 +256,8 @@ void tattle__link_print_notice(void)
     if (!shm)
         return;
     seq = atomic_load_explicit(&shm->notice_seq, memory_order_acquire);
-    if (seq == atomic_load_explicit(&printed, memory_order_relaxed) || atomic_exchange(&printed, seq) == seq)
+    if (seq == atomic_load_explicit(&notice_printed, memory_order_relaxed) ||
+        atomic_exchange(&notice_printed, seq) == seq)
         return;
     n = tattle__strlcpy(line, "tattle: ", sizeof line);
     n += tattle__strlcpy(line + n, shm->notice, sizeof line - n - 1);

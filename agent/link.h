@@ -43,6 +43,10 @@ void tattle__link_wait_exit(int timeout_ms);
 /* Print the flusher's latest problem on stderr, once. Signal-safe. */
 void tattle__link_print_notice(void);
 
+/* The crash report already told the story: count the latest problem as
+ * printed. Signal-safe. */
+void tattle__link_notice_seen(void);
+
 /* In the child of fork(): forget the parent's region and flusher. */
 void tattle__link_forget(void);
 

@@ -187,7 +187,7 @@ static void capture(int sig, siginfo_t *si, ucontext_t *uc)
     atomic_store_explicit(&c->state, TATTLE_CRASH_READY, memory_order_release);
     if (tattle__link_wait_crash(config->crash_timeout_ms)) {
         print_report(c);
-        tattle__link_print_notice();
+        tattle__link_notice_seen(); /* its last line says where the event went */
     }
     else if (config->stderr_report)
         tattle__write_str(2, "tattle: the crash report did not complete in time\n");

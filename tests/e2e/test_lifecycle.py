@@ -81,6 +81,18 @@ def default_sink_under_home(box):
 
 
 @with_box
+def without_home_the_report_says_the_event_was_not_saved(box):
+    env = box.agent_env()
+    for var in ("TATTLE_FILE", "XDG_STATE_HOME", "HOME"):
+        env.pop(var, None)
+    agent = h.run([CRASHER, "null"], env=env, cwd=box.dir)
+    h.check_equal(agent.signal, 11, "still dies of SIGSEGV")
+    lines = [l for l in agent.stderr.splitlines() if "nowhere to go" in l]
+    h.check_equal(len(lines), 1, "one line says why the event was not saved", agent.stderr[-800:])
+    h.check("NOT saved" in lines[0], "the report's last line says so", lines)
+
+
+@with_box
 def malformed_config_warns_once_and_uses_defaults(box):
     env = box.agent_env(TATTLE_STDERR="perhaps", TATTLE_CRASH_TIMEOUT_MS="soon")
     plain = h.run([CRASHER, "exit3"], env=box.base_env(), cwd=box.dir)
@@ -212,6 +224,7 @@ TESTS = {f.__name__: f for f in [
     crash_after_the_flusher_was_killed,
     no_crash_prints_nothing, disable_turns_everything_off, stderr_zero_keeps_stderr_identical,
     default_sink_under_xdg_state_home, default_sink_under_home, malformed_config_warns_once_and_uses_defaults,
+    without_home_the_report_says_the_event_was_not_saved,
     distinct_id_from_the_environment, anonymous_without_distinct_id,
     forked_child_crash_is_invisible_to_the_parents_wait, pipe_closes_when_the_host_dies,
     missing_flusher_never_hangs_or_changes_the_death,
