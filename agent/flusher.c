@@ -334,6 +334,7 @@ static void start_delivery(struct flusher *f)
         notice(f, msg);
         return;
     }
+    f->spool_dropped = tattle__spool_take_dropped(&f->spool);
     f->delivery = tattle__delivery_start(&f->cfg, &f->spool, key, &hooks);
     if (!f->delivery)
         notice(f, "cannot start HTTP delivery (libcurl); nothing is sent");
@@ -365,6 +366,8 @@ int main(void)
     drain_ring(&f);
     process_crash(&f);
     drain_ring(&f);
+    if (f.delivery && f.spool_dropped)
+        tattle__spool_save_dropped(&f.spool, f.spool_dropped);
     if (f.delivery)
         tattle__delivery_finish(f.delivery, f.cfg.linger_ms);
     free(f.batch);

@@ -137,6 +137,12 @@ static int is_batch_name(const char *n, const char *suffix)
     return n[0] != '.' && len > sl && len < 96 && !strcmp(n + len - sl, suffix);
 }
 
+static int is_kept_name(const char *n)
+{
+    return is_batch_name(n, TATTLE_SPOOL_SUFFIX) || is_batch_name(n, TATTLE_SPOOL_REJECTED) ||
+           is_batch_name(n, TATTLE_SPOOL_DAMAGED);
+}
+
 static int by_name(const void *a, const void *b)
 {
     return strcmp((const char *)a, (const char *)b);
@@ -151,9 +157,7 @@ static size_t list_suffixes(struct tattle_spool *s, char (*names)[96], size_t ca
     if (!d)
         return 0;
     while ((e = readdir(d)) && n < cap) {
-        if (is_batch_name(e->d_name, TATTLE_SPOOL_SUFFIX) ||
-            (with_rejected && (is_batch_name(e->d_name, TATTLE_SPOOL_REJECTED) ||
-                               is_batch_name(e->d_name, TATTLE_SPOOL_DAMAGED))))
+        if (with_rejected ? is_kept_name(e->d_name) : is_batch_name(e->d_name, TATTLE_SPOOL_SUFFIX))
             snprintf(names[n++], 96, "%.95s", e->d_name);
     }
     closedir(d);
@@ -180,24 +184,35 @@ static unsigned header_count(int fd)
     return count;
 }
 
-/* Drop the oldest batches (not claimed by a sender) until under the bound. */
+/* Bytes held by every kept batch: one pass, no list. */
+static long long spool_bytes(struct tattle_spool *s)
+{
+    DIR *d = opendir(s->dir);
+    struct dirent *e;
+    long long total = 0;
+    if (!d)
+        return 0;
+    while ((e = readdir(d))) {
+        struct stat st;
+        if (is_kept_name(e->d_name) && fstatat(dirfd(d), e->d_name, &st, 0) == 0)
+            total += st.st_size;
+    }
+    closedir(d);
+    return total;
+}
+
+/* Drop the oldest batches (not claimed by a sender) until under the bound.
+ * The sorted list is built only when the spool is over it. */
 static unsigned enforce_bound(struct tattle_spool *s)
 {
     enum { MAX_FILES = 4096 };
-    char (*names)[96] = malloc(MAX_FILES * sizeof *names);
-    long long total = 0;
+    long long total = spool_bytes(s);
+    char (*names)[96];
     unsigned dropped = 0;
     size_t n, i;
-    if (!names)
+    if (total <= s->max_bytes || !(names = malloc(MAX_FILES * sizeof *names)))
         return 0;
     n = list_suffixes(s, names, MAX_FILES, 1);
-    for (i = 0; i < n; i++) {
-        char path[PATH_MAX + 96];
-        struct stat st;
-        path_of(s, names[i], path, sizeof path);
-        if (stat(path, &st) == 0)
-            total += st.st_size;
-    }
     for (i = 0; i < n && total > s->max_bytes; i++) {
         char path[PATH_MAX + 96];
         struct stat st;
@@ -354,6 +369,59 @@ void tattle__spool_reject(struct tattle_spool *s, struct tattle_spool_batch *b)
     snprintf(kept, sizeof kept, "%s/%.*s%s", s->dir, (int)n, b->name, TATTLE_SPOOL_REJECTED);
     rename(path, kept);
     tattle__spool_release(b);
+}
+
+#define DROPPED_SUFFIX ".dropped"
+
+void tattle__spool_save_dropped(struct tattle_spool *s, unsigned dropped)
+{
+    char tmp[PATH_MAX + 96], path[PATH_MAX + 96], name[64], text[16];
+    int fd, n = snprintf(text, sizeof text, "%u\n", dropped);
+    unsigned seq = atomic_fetch_add(&s->seq, 1) + 1;
+    snprintf(name, sizeof name, ".tmp-%d-%u", (int)getpid(), seq);
+    path_of(s, name, tmp, sizeof tmp);
+    snprintf(name, sizeof name, "%d-%u" DROPPED_SUFFIX, (int)getpid(), seq);
+    path_of(s, name, path, sizeof path);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return;
+    if (write_all_fd(fd, text, (size_t)n) == 0 && rename(tmp, path) == 0) {
+        close(fd);
+        return;
+    }
+    close(fd);
+    unlink(tmp);
+}
+
+unsigned tattle__spool_take_dropped(struct tattle_spool *s)
+{
+    DIR *d = opendir(s->dir);
+    struct dirent *e;
+    unsigned total = 0;
+    if (!d)
+        return 0;
+    while ((e = readdir(d))) {
+        char path[PATH_MAX + 96], mine[PATH_MAX + 96], name[64], text[16] = "";
+        unsigned n = 0;
+        int fd;
+        if (!is_batch_name(e->d_name, DROPPED_SUFFIX))
+            continue;
+        /* Renaming it away is the claim: only one flusher succeeds. */
+        path_of(s, e->d_name, path, sizeof path);
+        snprintf(name, sizeof name, ".tmp-%d-%u", (int)getpid(), atomic_fetch_add(&s->seq, 1) + 1);
+        path_of(s, name, mine, sizeof mine);
+        if (rename(path, mine) != 0)
+            continue;
+        fd = open(mine, O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            if (read(fd, text, sizeof text - 1) > 0 && sscanf(text, "%u", &n) == 1)
+                total += n;
+            close(fd);
+        }
+        unlink(mine);
+    }
+    closedir(d);
+    return total;
 }
 
 /* Dead, or a zombie nobody has reaped yet. */

@@ -69,6 +69,12 @@ void tattle__spool_release(struct tattle_spool_batch *b);
 /* Refused by the server for good: keep it under another name, never resend. */
 void tattle__spool_reject(struct tattle_spool *s, struct tattle_spool_batch *b);
 
+/* Events dropped for the bound that no later event of this process will
+ * report: leave the count for the next flusher. */
+void tattle__spool_save_dropped(struct tattle_spool *s, unsigned dropped);
+/* Collect (once, whoever gets there first) the counts others left. */
+unsigned tattle__spool_take_dropped(struct tattle_spool *s);
+
 /* Remove temporary files left by writers that died. */
 void tattle__spool_sweep(struct tattle_spool *s);
 

@@ -361,6 +361,26 @@ def concurrent_senders_never_send_a_batch_twice(c):
     check_equal(len(c.server.accepted()), 120, "each event arrived once")
 
 
+@case("bound", start=False)
+def a_full_spool_drops_the_oldest_and_says_how_many(c):
+    env = c.env(TATTLE_LINGER_MS=0, TATTLE_SPOOL_MAX_MB=1)
+    for _ in range(2):  # about 0.5 MB each
+        run([EMITTER, "1", "1000", "exit"], env=env)
+        c.settle()
+    oldest = c.batches()[0]
+    run([EMITTER, "1", "1000", "exit"], env=env)  # over 1 MB: the oldest goes
+    c.settle()
+    check(oldest not in c.batches(), "the oldest batch was dropped", oldest, c.batches())
+    check_equal(c.spooled_events(), 2000, "the two newest batches are kept")
+    c.server.start()
+    run([EMITTER, "1", "1", "flush"], env=c.env(TATTLE_SPOOL_MAX_MB=1))
+    events = c.wait_events(2001)
+    c.check_valid()
+    counted = [e["properties"].get("$tattle_spool_dropped_events") for e in events
+               if "$tattle_spool_dropped_events" in e["properties"]]
+    check_equal(counted, [1000], "a later event says 1000 events were dropped")
+
+
 @case("idle")
 def a_host_that_captures_nothing_starts_no_process(c):
     p = subprocess.Popen(["/bin/sleep", "1"], env=c.env())
@@ -379,7 +399,8 @@ TESTS = {f.__name__: f for f in [
     the_spool_survives_a_flusher_killed_mid_write, a_damaged_batch_is_set_aside_not_sent,
     a_slow_server_never_delays_the_host, exec_gets_a_new_agent_without_leaking_the_flusher,
     a_forked_child_delivers_too, file_and_posthog_together, sigint_to_the_process_group_loses_nothing,
-    concurrent_senders_never_send_a_batch_twice, a_host_that_captures_nothing_starts_no_process]}
+    concurrent_senders_never_send_a_batch_twice, a_host_that_captures_nothing_starts_no_process,
+    a_full_spool_drops_the_oldest_and_says_how_many]}
 
 if __name__ == "__main__":
     main(TESTS)
