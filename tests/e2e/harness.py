@@ -152,6 +152,15 @@ def gdb_backtrace(argv, limit=60, cwd=None):
     return frames
 
 
+def gdb_function_lines(exe, function):
+    """The source lines gdb maps any instruction of function to."""
+    r = subprocess.run(["gdb", "-q", "-batch", "-nx", "-ex", "disassemble /s " + function, exe],
+                       capture_output=True, text=True, timeout=60)
+    lines = {int(m.group(1)) for m in re.finditer(r"^(\d+)\t", r.stdout, re.M)}
+    check(lines, "gdb disassembled %s" % function, r.stdout[-2000:], r.stderr[-2000:])
+    return lines
+
+
 def normalize_function(name):
     """Compare names as gdb prints them: no parameter list, no ABI tags."""
     if name is None:

@@ -54,10 +54,11 @@ def check_against_gdb(argv, event, limit=60, compare=None):
             "gdb:    %s" % g_names[0], "tattle: %s" % o_names[0])
     g_file, g_line = gdb[0][1], gdb[0][2]
     # A stack overflow faults on whichever instruction first touches the
-    # guard page (the prologue's store or the call's push): where that page
-    # falls moves with ASLR, which gdb turns off. Any line gdb shows for the
-    # same function is then a true crash site.
-    lines = {l for n, f, l in gdb if n == gdb[0][0]} if compare else {g_line}
+    # guard page (the prologue's push or store, or the call's push): where
+    # that page falls moves with ASLR and with the size of the environment,
+    # so gdb's run and ours may stop on different instructions of the same
+    # function. Any line of that function is then a true crash site.
+    lines = h.gdb_function_lines(argv[0], gdb[0][0]) if compare else {g_line}
     if g_file:
         o_file = ours[0].get("filename") or ""
         h.check(o_file.endswith(g_file.lstrip("./")) and ours[0].get("lineno") in lines,
