@@ -5,9 +5,11 @@
  * and a report (unwind, symbolize, build, commit, then tell the waiting
  * handler); draining the ring into batches; committing each batch to the
  * local file and, with a server configured, to the spool that the delivery
- * thread sends from; and, once the host is gone and nothing is left to do,
- * lingering for delivery (TATTLE_LINGER_MS) before exiting. It runs without LD_PRELOAD, in its own session,
- * with stdio on /dev/null, never as a child the host can see.
+ * thread sends from; and, once the host is gone (exit, crash, kill or exec)
+ * and nothing is left to do, lingering for delivery (TATTLE_LINGER_MS)
+ * before exiting. A host that closed the doorbell but lives on is served
+ * by polling. It runs without LD_PRELOAD, in its own session, with stdio
+ * on /dev/null, never as a child the host can see.
  * Signal context: NO. This is an ordinary program.
  */
 #include <errno.h>
@@ -19,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <curl/curl.h>
 
@@ -39,7 +42,7 @@
 struct flusher {
     struct tattle_config cfg;
     struct tattle_shm *shm;
-    int sock;
+    int sock;    /* the doorbell, or -1 once the host closed it */
     int host_fd; /* pidfd, or -1 */
     int host_gone;
     struct tattle_symbolizer *sym; /* the host's modules, for handled exceptions */
@@ -268,24 +271,79 @@ static int work_left(struct flusher *f)
     return tattle__ring_pending(&f->shm->ring) && !f->host_gone;
 }
 
-static void wait_for_work(struct flusher *f)
+/* Does the host still map our region? After an exec it does not; after
+ * closing every descriptor it had (as daemons do) it still does. */
+static int host_still_maps_region(const struct flusher *f)
+{
+    struct stat st;
+    char path[64], line[512];
+    unsigned long ino;
+    int found = 0;
+    FILE *maps;
+    if (fstat(TATTLE_FLUSHER_FD_SHM, &st) != 0)
+        return 0;
+    snprintf(path, sizeof path, "/proc/%d/maps", (int)f->shm->host_pid);
+    if (!(maps = fopen(path, "r")))
+        return 0;
+    while (!found && fgets(line, sizeof line, maps))
+        found = sscanf(line, "%*s %*s %*s %*s %lu", &ino) == 1 && ino == (unsigned long)st.st_ino &&
+                strstr(line, "/memfd:") != NULL;
+    fclose(maps);
+    return found;
+}
+
+/* The doorbell hung up. An exec or exit means the host is gone; a host
+ * that closed its descriptors is still there, and from now on it rings
+ * the futex in the shared region instead (it sees flusher_polling). */
+static void doorbell_closed(struct flusher *f)
+{
+    if (!host_still_maps_region(f)) {
+        f->host_gone = 1;
+        return;
+    }
+    close(f->sock);
+    f->sock = -1;
+    atomic_store(&f->shm->flusher_polling, 1);
+}
+
+/* Without the socket: sleep on the futex, a second at a time, and look
+ * at the host's pidfd in between. */
+static void wait_on_futex(struct flusher *f)
+{
+    struct pollfd host = {f->host_fd, POLLIN, 0};
+    uint32_t seen = atomic_load(&f->shm->bell_futex);
+    atomic_store(&f->shm->flusher_sleeping, 1);
+    atomic_thread_fence(memory_order_seq_cst);
+    if (!work_left(f))
+        tattle__futex_wait((volatile uint32_t *)&f->shm->bell_futex, seen, 1000);
+    if (f->host_fd >= 0 && poll(&host, 1, 0) > 0)
+        f->host_gone = 1;
+}
+
+static void wait_on_socket(struct flusher *f)
 {
     struct pollfd pfd[2] = {{f->sock, POLLIN, 0}, {f->host_fd, POLLIN, 0}};
     char buf[256];
     atomic_store(&f->shm->flusher_sleeping, 1);
     atomic_thread_fence(memory_order_seq_cst);
     if (!work_left(f)) {
-        int n = poll(pfd, f->host_fd >= 0 ? 2 : 1, 1000);
+        int n = poll(pfd, 2, 1000);
         if (n > 0 && (pfd[0].revents & POLLIN))
             while (recv(f->sock, buf, sizeof buf, MSG_DONTWAIT) > 0)
                 ;
-        /* The host closed its end: it exited, or exec'd (the descriptor
-         * is close-on-exec) and has a new agent now. */
-        if (n > 0 && (pfd[0].revents & POLLHUP))
+        if (n > 0 && (pfd[1].revents & POLLIN))
             f->host_gone = 1;
-        if (f->host_fd >= 0 && (pfd[1].revents & POLLIN))
-            f->host_gone = 1;
+        else if (n > 0 && (pfd[0].revents & POLLHUP))
+            doorbell_closed(f);
     }
+}
+
+static void wait_for_work(struct flusher *f)
+{
+    if (f->sock >= 0)
+        wait_on_socket(f);
+    else
+        wait_on_futex(f);
     if (f->host_fd < 0 && kill(f->shm->host_pid, 0) != 0 && errno == ESRCH)
         f->host_gone = 1;
     atomic_store(&f->shm->flusher_sleeping, 0);

@@ -12,6 +12,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -24,6 +25,7 @@ enum { LINK_NONE = 0, LINK_CREATING, LINK_READY, LINK_FAILED };
 static _Atomic int link_state;
 static struct tattle_shm *link_shm;
 static int link_shm_fd = -1;
+static ino_t link_shm_ino;
 static int link_sock = -1;
 static ino_t link_sock_ino;
 static const char *link_flusher_path;
@@ -42,6 +44,29 @@ void tattle__link_init(const char *flusher_path, char *const *envp)
     link_envp = envp;
 }
 
+/* The host may have closed or reused our descriptors (daemons close all
+ * fds). Signal-safe. */
+static int fd_is(int fd, ino_t ino)
+{
+    struct stat st;
+    return fd >= 0 && fstat(fd, &st) == 0 && st.st_ino == ino;
+}
+
+static int sock_is_ours(void) { return fd_is(link_sock, link_sock_ino); }
+
+/* The doorbell is ours, or the host closed it and the flusher polls (or
+ * is still alive, about to notice). Signal-safe. */
+static int flusher_reachable(void)
+{
+    pid_t flusher;
+    if (sock_is_ours())
+        return 1;
+    if (!link_shm)
+        return 0;
+    flusher = atomic_load(&link_shm->flusher_pid);
+    return atomic_load(&link_shm->flusher_polling) || (flusher > 0 && kill(flusher, 0) == 0);
+}
+
 /* Start a flusher on our region with a new socket. Signal-safe. */
 static int start_flusher(void *stacks)
 {
@@ -49,7 +74,7 @@ static int start_flusher(void *stacks)
     struct stat st;
     struct tattle_spawn sp;
     int r;
-    if (!link_flusher_path || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+    if (!link_flusher_path || !fd_is(link_shm_fd, link_shm_ino) || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
         return -1;
     sv[0] = tattle__fd_move_high(sv[0]);
     sv[1] = tattle__fd_move_high(sv[1]);
@@ -77,16 +102,9 @@ static int start_flusher(void *stacks)
     return 0;
 }
 
-/* The host may have closed or reused our descriptor (daemons close all fds).
- * Signal-safe. */
-static int sock_is_ours(void)
-{
-    struct stat st;
-    return link_sock >= 0 && fstat(link_sock, &st) == 0 && st.st_ino == link_sock_ino;
-}
-
 static struct tattle_shm *create(void *stacks)
 {
+    struct stat st;
     int fd;
     struct tattle_shm *shm = tattle__shm_create(&fd);
     if (!shm)
@@ -94,6 +112,7 @@ static struct tattle_shm *create(void *stacks)
     tattle__shm_describe_host(shm);
     link_shm = shm;
     link_shm_fd = fd;
+    link_shm_ino = fstat(fd, &st) == 0 ? st.st_ino : 0;
     /* If no flusher starts, keep the region: the crash path tries again. */
     (void)start_flusher(stacks);
     return shm;
@@ -136,8 +155,12 @@ struct tattle_shm *tattle__link_peek(void)
 static void ring_bell(void)
 {
     char b = 1;
-    if (sock_is_ours())
+    if (sock_is_ours()) {
         (void)send(link_sock, &b, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+    } else if (link_shm && atomic_load(&link_shm->flusher_polling)) {
+        atomic_fetch_add(&link_shm->bell_futex, 1);
+        tattle__futex_wake((volatile uint32_t *)&link_shm->bell_futex);
+    }
 }
 
 void tattle__link_doorbell(void)
@@ -159,13 +182,18 @@ static int await_done(struct tattle_crash *c, uint64_t deadline)
         uint64_t now = tattle__now_monotonic_ms();
         struct pollfd pfd = {link_sock, POLLIN, 0};
         char buf[64];
+        int polled = !sock_is_ours();
         if (atomic_load_explicit(&c->state, memory_order_acquire) == TATTLE_CRASH_DONE)
             return 1;
         if (now >= deadline)
             return 0;
-        if (!sock_is_ours())
+        if (polled && !flusher_reachable())
             return -1;
-        int slice = (int)(deadline - now < 50 ? deadline - now : 50);
+        /* Without the socket, the flusher rings no bell back: look often. */
+        pfd.fd = polled ? -1 : link_sock;
+        int slice = (int)(deadline - now < 50 ? deadline - now : polled ? 5 : 50);
+        if (polled)
+            ring_bell();
         int n = poll(&pfd, 1, slice);
         if (n > 0) {
             if (pfd.revents & (POLLHUP | POLLERR))
@@ -185,7 +213,7 @@ int tattle__link_wait_crash(int timeout_ms)
     for (;;) {
         int r;
         ring_bell();
-        r = sock_is_ours() ? await_done(&shm->crash, deadline) : -1;
+        r = flusher_reachable() ? await_done(&shm->crash, deadline) : -1;
         if (r >= 0)
             return r;
         /* The flusher is gone (killed, or never started): start another,
@@ -209,7 +237,7 @@ static int wait_sunk(struct tattle_shm *shm, int timeout_ms)
     while (atomic_load(&shm->sunk_pos) < target) {
         uint32_t seen = atomic_load(&shm->sunk_futex);
         uint64_t now = tattle__now_monotonic_ms();
-        if (now >= deadline || !sock_is_ours())
+        if (now >= deadline || !flusher_reachable())
             return 0;
         ring_bell();
         if (atomic_load(&shm->sunk_pos) >= target)
@@ -231,7 +259,7 @@ static int wait_delivered(struct tattle_shm *shm, uint64_t deadline)
         uint64_t now = tattle__now_monotonic_ms();
         if ((int32_t)(seen - target) >= 0)
             return 1;
-        if (now >= deadline || !sock_is_ours())
+        if (now >= deadline || !flusher_reachable())
             return 0;
         tattle__futex_wait((volatile uint32_t *)&shm->delivered_gen, seen,
                            (int)(deadline - now < 100 ? deadline - now : 100));

@@ -19,7 +19,7 @@
 #include "ring.h"
 
 #define TATTLE_SHM_MAGIC 0x454c5454u /* "TTLE" */
-#define TATTLE_SHM_VERSION 2u
+#define TATTLE_SHM_VERSION 3u
 
 #define TATTLE_STACK_COPY (128u * 1024u)
 #define TATTLE_MAPS_MAX (256u * 1024u)
@@ -79,6 +79,8 @@ struct tattle_shm {
     int32_t host_pid, host_ppid;
     _Atomic int32_t flusher_pid;
     _Atomic uint32_t flusher_sleeping; /* set while the flusher waits for a doorbell */
+    _Atomic uint32_t flusher_polling;  /* the host closed the doorbell socket... */
+    _Atomic uint32_t bell_futex;       /* ...so it rings here instead */
     _Atomic uint32_t host_exiting;
     _Atomic uint32_t sunk_futex;       /* bumped after each write to the local sinks */
     _Atomic uint64_t sunk_pos;         /* ring position written to the local sinks */
