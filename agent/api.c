@@ -80,8 +80,7 @@ static int warn_bit(int code)
     case TATTLE_ENOCONTEXT: return 5;
     case TATTLE_ETOOMANY: return 6;
     case TATTLE_EBUSY: return 7;
-    case TATTLE_EAGENT: return 8;
-    default: return -1;
+    default: return -1; /* EAGENT: link.c says why, once */
     }
 }
 
@@ -264,7 +263,7 @@ static int put_record(uint16_t kind, const char *name, const char *distinct, con
     size_t ctx_start, ctx_end;
     int64_t pos;
     int i;
-    if (!shm)
+    if (!shm || tattle__link_unavailable())
         return TATTLE_EAGENT;
     memset(&rec, 0, sizeof rec);
     rec.kind = kind;
@@ -358,5 +357,6 @@ EXPORT int tattle_add_breadcrumb(const char *category, const char *message)
 EXPORT int tattle_flush(int timeout_ms)
 {
     ENTER("tattle_flush");
-    LEAVE("tattle_flush", tattle__link_flush(timeout_ms < 0 ? 0 : timeout_ms) ? 0 : TATTLE_ETIMEDOUT);
+    int r = tattle__link_flush(timeout_ms < 0 ? 0 : timeout_ms);
+    LEAVE("tattle_flush", r > 0 ? 0 : r < 0 ? TATTLE_EAGENT : TATTLE_ETIMEDOUT);
 }

@@ -76,7 +76,9 @@ static void env_string_tag(const char *var, const char *key, const char *value)
     tattle__out_json_string(&o, value);
     buf[o.len] = 0;
     if (o.overflow || tattle__utf8_check(value, strlen(value)) != 0 || tattle__process_tag(key, buf) != 0) {
-        fprintf(stderr, "tattle: ignoring %s: \"%.64s\" is not short UTF-8 text\n", var, value);
+        /* Not echoed: it may be bytes the terminal should not see. */
+        fprintf(stderr, "tattle: ignoring %s: not valid UTF-8, or too long once quoted (%zu bytes)\n", var,
+                sizeof buf - 2);
         return;
     }
 }

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <string.h>
 #include <time.h>
 #include <poll.h>
 #include <sched.h>
@@ -67,6 +68,28 @@ static int flusher_reachable(void)
     return atomic_load(&link_shm->flusher_polling) || (flusher > 0 && kill(flusher, 0) == 0);
 }
 
+/* Say once why no flusher runs (a seccomp filter that forbids fork,
+ * RLIMIT_NPROC, no descriptors left). Signal-safe: strerrordesc_np reads a
+ * table. */
+static _Atomic int start_failed; /* the last attempt to start a flusher failed */
+
+static void tell_start_failure(const char *what, int err)
+{
+    static _Atomic int told;
+    char line[256];
+    size_t n;
+    const char *why = strerrordesc_np(err);
+    atomic_store(&start_failed, 1);
+    if (atomic_exchange(&told, 1))
+        return;
+    n = tattle__strlcpy(line, "tattle: ", sizeof line);
+    n += tattle__strlcpy(line + n, what, sizeof line - n);
+    n += tattle__strlcpy(line + n, " (", sizeof line - n);
+    n += tattle__strlcpy(line + n, why ? why : "unknown error", sizeof line - n);
+    n += tattle__strlcpy(line + n, "); events and crash reports are not recorded\n", sizeof line - n);
+    (void)tattle__write_all(2, line, n < sizeof line ? n : sizeof line - 1);
+}
+
 /* Start a flusher on our region with a new socket. Signal-safe. */
 static int start_flusher(void *stacks)
 {
@@ -74,8 +97,12 @@ static int start_flusher(void *stacks)
     struct stat st;
     struct tattle_spawn sp;
     int r;
-    if (!link_flusher_path || !fd_is(link_shm_fd, link_shm_ino) || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+    if (!link_flusher_path || !fd_is(link_shm_fd, link_shm_ino))
         return -1;
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+        tell_start_failure("cannot start the flusher", errno);
+        return -1;
+    }
     sv[0] = tattle__fd_move_high(sv[0]);
     sv[1] = tattle__fd_move_high(sv[1]);
     sp.path = link_flusher_path;
@@ -93,12 +120,14 @@ static int start_flusher(void *stacks)
         close(sp.pidfd);
     if (r != 0) {
         close(sv[0]);
+        tell_start_failure("cannot start the flusher", -r);
         return -1;
     }
     if (link_sock >= 0)
         close(link_sock);
     link_sock = sv[0];
     link_sock_ino = fstat(link_sock, &st) == 0 ? st.st_ino : 0;
+    atomic_store(&start_failed, 0);
     return 0;
 }
 
@@ -107,8 +136,10 @@ static struct tattle_shm *create(void *stacks)
     struct stat st;
     int fd;
     struct tattle_shm *shm = tattle__shm_create(&fd);
-    if (!shm)
+    if (!shm) {
+        tell_start_failure("cannot create the shared memory for the flusher", errno);
         return NULL;
+    }
     tattle__shm_describe_host(shm);
     link_shm = shm;
     link_shm_fd = fd;
@@ -145,6 +176,11 @@ struct tattle_shm *tattle__link_get(int in_signal)
         }
     }
     return NULL;
+}
+
+int tattle__link_unavailable(void)
+{
+    return atomic_load_explicit(&start_failed, memory_order_relaxed) && !flusher_reachable();
 }
 
 struct tattle_shm *tattle__link_peek(void)
@@ -224,7 +260,7 @@ int tattle__link_wait_crash(int timeout_ms)
         if (atomic_load(&shm->crash.state) == TATTLE_CRASH_TAKEN)
             atomic_store(&shm->crash.state, TATTLE_CRASH_READY);
         if (start_flusher(spawn_stacks_crash) != 0)
-            return 0;
+            return -1;
     }
 }
 
@@ -301,7 +337,9 @@ int tattle__link_flush(int timeout_ms)
     uint64_t deadline = tattle__now_monotonic_ms() + (uint64_t)timeout_ms;
     int r;
     if (!shm)
-        return 1;
+        return atomic_load(&start_failed) ? -1 : 1;
+    if (tattle__link_unavailable())
+        return -1;
     r = wait_sunk(shm, timeout_ms);
     if (r && atomic_load(&shm->http_enabled))
         r = wait_delivered(shm, deadline);

@@ -22,18 +22,24 @@ struct tattle_shm *tattle__link_get(int in_signal);
 /* The region if it exists, without creating it. Signal-safe. */
 struct tattle_shm *tattle__link_peek(void);
 
+/* No flusher runs and the last attempt to start one failed (said once on
+ * stderr, with the reason). Signal-safe; no system call while one runs. */
+int tattle__link_unavailable(void);
+
 /* Wake the flusher if it sleeps. Signal-safe; usually no system call. */
 void tattle__link_doorbell(void);
 
 /* After the handler marked the crash READY: wake the flusher (restarting it
  * if it is gone) and wait until it is DONE or timeout_ms passes. Returns 1
- * when the report is complete. Signal-safe. */
+ * when the report is complete, 0 when it did not complete in time, -1 when
+ * no flusher could be started. Signal-safe. */
 int tattle__link_wait_crash(int timeout_ms);
 
 /* tattle_flush: wait until every event captured so far is in the local
  * sinks (the file, the spool) and, with a server configured, until a
  * delivery attempt for it has ended. Returns 1 when it has (or nothing was
- * ever captured), 0 on timeout. Not signal-safe. */
+ * ever captured), 0 on timeout, -1 when no flusher could be started. Not
+ * signal-safe. */
 int tattle__link_flush(int timeout_ms);
 
 /* At exit: wait until every event captured so far is in the local sinks,

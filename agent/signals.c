@@ -171,11 +171,32 @@ static void print_report(const struct tattle_crash *c)
         (void)tattle__write_all(2, c->report, c->report_len);
 }
 
+/* No flusher, so no stack or symbols: at least the fault, in one line. */
+static void print_bare_fault(const struct tattle_crash *c)
+{
+    char line[192], num[24];
+    size_t n;
+    const char *abbrev = sigabbrev_np(c->signo);
+    if (!config->stderr_report)
+        return;
+    n = tattle__strlcpy(line, "tattle: SIG", sizeof line);
+    n += tattle__strlcpy(line + n, abbrev ? abbrev : "?", sizeof line - n);
+    n += tattle__strlcpy(line + n, " at address ", sizeof line - n);
+    tattle__fmt_hex(num, c->fault_addr);
+    n += tattle__strlcpy(line + n, num, sizeof line - n);
+    n += tattle__strlcpy(line + n, ", pc ", sizeof line - n);
+    tattle__fmt_hex(num, c->gregs[REG_RIP]);
+    n += tattle__strlcpy(line + n, num, sizeof line - n);
+    n += tattle__strlcpy(line + n, " (no stack: the flusher could not be started)\n", sizeof line - n);
+    (void)tattle__write_all(2, line, n < sizeof line ? n : sizeof line - 1);
+}
+
 static void capture(int sig, siginfo_t *si, ucontext_t *uc)
 {
     struct tattle_shm *shm = tattle__link_get(1);
     struct tattle_crash *c;
     uint32_t idle = TATTLE_CRASH_IDLE;
+    int done;
     if (!shm) {
         tattle__write_str(2, "tattle: could not record this crash (no shared memory)\n");
         return;
@@ -185,12 +206,15 @@ static void capture(int sig, siginfo_t *si, ucontext_t *uc)
         return;
     fill_record(c, sig, si, uc);
     atomic_store_explicit(&c->state, TATTLE_CRASH_READY, memory_order_release);
-    if (tattle__link_wait_crash(config->crash_timeout_ms)) {
+    done = tattle__link_wait_crash(config->crash_timeout_ms);
+    if (done > 0) {
         print_report(c);
         tattle__link_notice_seen(); /* its last line says where the event went */
-    }
-    else if (config->stderr_report)
+    } else if (done < 0) {
+        print_bare_fault(c);
+    } else if (config->stderr_report) {
         tattle__write_str(2, "tattle: the crash report did not complete in time\n");
+    }
 }
 
 /* Run the host's handler as the kernel would have: its mask (the mask at
@@ -274,6 +298,12 @@ static void on_fatal_signal(int sig, siginfo_t *si, void *ucv)
     tattle__chain_get(sig, &host);
     if (host.sa_handler != SIG_DFL && host.sa_handler != SIG_IGN) {
         forward(sig, si, ucv, &host);
+        errno = saved_errno;
+        return;
+    }
+    /* PID 1 of a namespace: the kernel drops a signal a process sends it
+     * while its action is SIG_DFL (only faults are forced on it). */
+    if (host.sa_handler == SIG_DFL && process_id == 1 && si->si_code <= 0) {
         errno = saved_errno;
         return;
     }

@@ -127,6 +127,14 @@ static void crash_kill_self(void) { kill(getpid(), SIGSEGV); pause(); }
 
 static void exit_normally(void) { exit(3); }
 
+/* Dies, except as PID 1 of a namespace: there the kernel drops it. */
+static void raise_then_exit(void)
+{
+    raise(SIGSEGV);
+    puts("still running");
+    exit(0);
+}
+
 /* Two children, one of which crashes; the parent reaps until ECHILD and
  * reports what it saw. An agent process it could see would change that. */
 static void fork_child_crash(void)
@@ -172,6 +180,7 @@ static const struct verb verbs[] = {
     {"two-threads", crash_two_threads},
     {"kill-self", crash_kill_self},
     {"exit3", exit_normally},
+    {"raise-then-exit", raise_then_exit},
     {"fork-child-crash", fork_child_crash},
 };
 

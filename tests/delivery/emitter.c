@@ -2,8 +2,9 @@
  *
  *   emitter THREADS EVENTS THEN
  *
- * THREADS threads (released together) each capture EVENTS events named
- * "burst" with properties {"thread": t, "seq": i}. Then, by THEN:
+ * THREADS threads (released together; 0: the main thread alone) each
+ * capture EVENTS events named "burst" with properties {"thread": t,
+ * "seq": i}. Then, by THEN:
  *   exit    return from main            flush  tattle_flush(5000) first
  *   kill    SIGKILL itself               crash  write through NULL
  *   exec    exec /bin/sleep 2            fork   a child captures as many
@@ -72,9 +73,12 @@ int main(int argc, char **argv)
     threads = atoi(argv[1]);
     events_per_thread = atoi(argv[2]);
     then = argv[3];
-    if (threads < 1 || threads > 64)
+    if (threads < 0 || threads > 64)
         return 2;
-    run_threads(threads);
+    if (threads == 0) /* on the main thread alone */
+        capture_all(0);
+    else
+        run_threads(threads);
     printf("captured %d errors %d\n", ok_count, err_count);
     fflush(stdout);
     if (!strcmp(then, "flush"))

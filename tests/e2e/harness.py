@@ -65,12 +65,18 @@ def _limits():
     resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
 
 
-def run(argv, env=None, cwd=None, timeout=60, stdin=subprocess.DEVNULL):
-    """Run argv; keep the raw wait status (Popen would lose the core flag)."""
+def run(argv, env=None, cwd=None, timeout=60, stdin=subprocess.DEVNULL, preexec=None):
+    """Run argv; keep the raw wait status (Popen would lose the core flag).
+    preexec runs in the child before exec, after the core limit is set."""
     import time
+
+    def setup():
+        _limits()
+        if preexec:
+            preexec()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         t0 = time.monotonic()
-        p = subprocess.Popen(argv, env=env, cwd=cwd, stdout=out, stderr=err, stdin=stdin, preexec_fn=_limits)
+        p = subprocess.Popen(argv, env=env, cwd=cwd, stdout=out, stderr=err, stdin=stdin, preexec_fn=setup)
         deadline = t0 + timeout
         while True:
             pid, status = os.waitpid(p.pid, os.WNOHANG)
