@@ -1,8 +1,9 @@
 /* altstack.c - per-thread alternate signal stacks (see altstack.h).
  *
- * Signal context: NO. pthread_create() is interposed; its trampoline sets
- * up the new thread's stack before calling the host's start routine, and a
- * pthread key destructor unmaps it when the thread ends.
+ * Signal context: NO. The main thread's stack is static; pthread_create()
+ * is interposed, its trampoline maps the new thread's stack (with a guard
+ * page) before calling the host's start routine, and a pthread key
+ * destructor unmaps it when the thread ends.
  */
 #include "altstack.h"
 
@@ -12,6 +13,8 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <unistd.h>
+
+#include "assafe.h"
 
 #define EXPORT __attribute__((visibility("default")))
 #define ALT_SIZE (64 * 1024)
@@ -50,10 +53,17 @@ static void alt_free(void *mem)
     munmap(mem, ALT_SIZE + GUARD);
 }
 
+/* The main thread's stack lives as long as the process: it is static, so
+ * loading costs one system call, not a mapping and a guard page (the
+ * handler's own use of it is bounded). */
+static char main_alt_stack[ALT_SIZE] TATTLE_LARGE_STATIC;
+
 void tattle__altstack_init(void)
 {
+    stack_t cur, ss = {.ss_sp = main_alt_stack, .ss_size = ALT_SIZE, .ss_flags = 0};
     alt_key_ok = pthread_key_create(&alt_key, alt_free) == 0;
-    (void)alt_setup(); /* the main thread's stack lives as long as the process */
+    if (sigaltstack(&ss, &cur) == 0 && !(cur.ss_flags & SS_DISABLE) && cur.ss_size >= ALT_SIZE)
+        (void)sigaltstack(&cur, NULL); /* the host had one of its own: keep it */
 }
 
 struct start {

@@ -63,4 +63,10 @@ int tattle__dir_has_suffix(const char *dir, const char *suffix);
 uint64_t tattle__now_realtime_ns(void);
 uint64_t tattle__now_monotonic_ms(void);
 
+/* Large static buffers, page-aligned: the linker sorts .bss by alignment
+ * (-fdata-sections, --sort-section=alignment), so they sit apart and the
+ * small statics that loading writes share a page or two instead of each
+ * costing the host a page fault of its own. */
+#define TATTLE_LARGE_STATIC __attribute__((aligned(4096)))
+
 #endif

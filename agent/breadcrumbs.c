@@ -15,7 +15,7 @@ struct crumb {
     char message[TATTLE_CRUMB_MESSAGE_MAX + 1];
 };
 
-static struct crumb crumbs[TATTLE_CRUMBS_LIMIT];
+static struct crumb crumbs[TATTLE_CRUMBS_LIMIT] TATTLE_LARGE_STATIC;
 static unsigned capacity = 100;
 static _Atomic uint64_t next_index;
 

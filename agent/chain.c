@@ -7,6 +7,8 @@
  */
 #include "chain.h"
 
+#include "assafe.h"
+
 #include <dlfcn.h>
 #include <errno.h>
 #include <sched.h>
@@ -28,7 +30,7 @@ struct host_action {
     struct sigaction sa;
 };
 
-static struct host_action table[NSIG];
+static struct host_action table[NSIG] TATTLE_LARGE_STATIC;
 static _Atomic int writer_busy;
 static signal_fn real_signal, real_sysv_signal, real_bsd_signal, real_sigset;
 

@@ -61,10 +61,21 @@ int tattle__config_state_dir(char *buf, size_t cap)
     return (n > 0 && (size_t)n < cap) ? 0 : -1;
 }
 
-static void load_file_path(struct tattle_config *cfg, int warn)
+/* out = <state dir><leaf>, or "" when there is none or it is too long.
+ * Out of line: its buffer costs a page of stack at load. */
+static __attribute__((noinline)) void state_path(char *out, size_t cap, const char *leaf)
+{
+    char dir[PATH_MAX];
+    size_t d, l = strlen(leaf);
+    if (tattle__config_state_dir(dir, sizeof dir) != 0 || (d = strlen(dir)) + l + 64 >= cap)
+        return;
+    memcpy(out, dir, d);
+    memcpy(out + d, leaf, l + 1);
+}
+
+static void load_file_path(struct tattle_config *cfg, int warn, int with_default)
 {
     const char *v = getenv("TATTLE_FILE");
-    char dir[PATH_MAX];
     if (v && *v) {
         if (strlen(v) >= sizeof cfg->file_path) {
             warn_once(warn, "TATTLE_FILE", v, "path too long; using the default");
@@ -74,9 +85,8 @@ static void load_file_path(struct tattle_config *cfg, int warn)
             return;
         }
     }
-    if (tattle__config_state_dir(dir, sizeof dir) == 0 &&
-        strlen(dir) + sizeof "/events.jsonl" <= sizeof cfg->file_path)
-        snprintf(cfg->file_path, sizeof cfg->file_path, "%s/events.jsonl", dir);
+    if (with_default)
+        state_path(cfg->file_path, sizeof cfg->file_path, "/events.jsonl");
 }
 
 static void load_distinct_id(struct tattle_config *cfg, int warn)
@@ -131,10 +141,9 @@ static void load_http(struct tattle_config *cfg, int warn)
     cfg->http_enabled = 1;
 }
 
-static void load_spool(struct tattle_config *cfg, int warn)
+static void load_spool(struct tattle_config *cfg, int warn, int with_default)
 {
     const char *v = getenv("TATTLE_SPOOL_DIR");
-    char dir[PATH_MAX];
     cfg->spool_max_bytes = (long long)env_int("TATTLE_SPOOL_MAX_MB", 64, 1, 1 << 20, warn) << 20;
     cfg->linger_ms = env_int("TATTLE_LINGER_MS", 5000, 0, 600000, warn);
     if (v && *v) {
@@ -145,13 +154,25 @@ static void load_spool(struct tattle_config *cfg, int warn)
             return;
         }
     }
-    if (tattle__config_state_dir(dir, sizeof dir) == 0 && strlen(dir) + 64 < sizeof cfg->spool_dir)
-        snprintf(cfg->spool_dir, sizeof cfg->spool_dir, "%s/spool", dir);
+    if (with_default)
+        state_path(cfg->spool_dir, sizeof cfg->spool_dir, "/spool");
 }
 
-void tattle__config_load(struct tattle_config *cfg, int warn)
+/* Forget an earlier parse. Not done on the first (the struct is zeroed
+ * static storage): at load time every page touched is a fault the host
+ * pays for. */
+static void reset(struct tattle_config *cfg)
 {
-    memset(cfg, 0, sizeof *cfg);
+    cfg->disabled = cfg->file_explicit = cfg->http_enabled = 0;
+    cfg->file_path[0] = cfg->distinct_id[0] = cfg->posthog_host[0] = cfg->spool_dir[0] = 0;
+}
+
+void tattle__config_load(struct tattle_config *cfg, enum tattle_config_reader reader)
+{
+    int warn = reader == TATTLE_CONFIG_HOST;
+    if (cfg->parsed)
+        reset(cfg);
+    cfg->parsed = 1;
     cfg->disabled = env_bool("TATTLE_DISABLE", 0, warn);
     if (cfg->disabled)
         return;
@@ -159,10 +180,10 @@ void tattle__config_load(struct tattle_config *cfg, int warn)
     cfg->crash_timeout_ms = env_int("TATTLE_CRASH_TIMEOUT_MS", 3000, 0, 60000, warn);
     cfg->exit_timeout_ms = env_int("TATTLE_EXIT_TIMEOUT_MS", 1000, 0, 60000, warn);
     cfg->max_breadcrumbs = env_int("TATTLE_MAX_BREADCRUMBS", 100, 0, 1000, warn);
-    load_file_path(cfg, warn);
+    load_file_path(cfg, warn, reader == TATTLE_CONFIG_FLUSHER);
     load_distinct_id(cfg, warn);
     load_http(cfg, warn);
-    load_spool(cfg, warn);
+    load_spool(cfg, warn, reader == TATTLE_CONFIG_FLUSHER || cfg->http_enabled);
     /* With a server configured, the local file is opt-in (TATTLE_FILE). */
     if (cfg->http_enabled && !cfg->file_explicit)
         cfg->file_path[0] = 0;

@@ -15,28 +15,37 @@
 
 #define TATTLE_DISTINCT_ID_MAX 200
 
+/* Numbers first, strings after: loading writes only the first page. */
 struct tattle_config {
     int disabled;              /* TATTLE_DISABLE=1 */
     int stderr_report;         /* TATTLE_STDERR, default 1 */
     int crash_timeout_ms;      /* TATTLE_CRASH_TIMEOUT_MS, default 3000 */
     int exit_timeout_ms;       /* TATTLE_EXIT_TIMEOUT_MS, default 1000 */
-    char file_path[PATH_MAX];  /* TATTLE_FILE, else the default path (may be "") */
     int file_explicit;         /* TATTLE_FILE was set */
-    char distinct_id[TATTLE_DISTINCT_ID_MAX + 1]; /* TATTLE_DISTINCT_ID, may be "" */
     int max_breadcrumbs;       /* TATTLE_MAX_BREADCRUMBS, default 100, 0-1000 */
     /* Delivery to PostHog. The API key itself is read by the flusher only
      * (tattle__config_api_key) and never copied into this struct. */
     int http_enabled;          /* POSTHOG_API_KEY is set and well formed */
-    char posthog_host[512];    /* POSTHOG_HOST, default https://us.i.posthog.com, no trailing '/' */
-    char spool_dir[PATH_MAX];  /* TATTLE_SPOOL_DIR, else <state dir>/spool (may be "") */
-    long long spool_max_bytes; /* TATTLE_SPOOL_MAX_MB, default 64 */
     int linger_ms;             /* TATTLE_LINGER_MS, default 5000: delivery after the host is gone */
+    long long spool_max_bytes; /* TATTLE_SPOOL_MAX_MB, default 64 */
+    int parsed;                /* an earlier parse is in here */
+    char distinct_id[TATTLE_DISTINCT_ID_MAX + 1]; /* TATTLE_DISTINCT_ID, may be "" */
+    char posthog_host[512];    /* POSTHOG_HOST, default https://us.i.posthog.com, no trailing '/' */
+    char file_path[PATH_MAX];  /* TATTLE_FILE, else (flusher) the default path; may be "" */
+    char spool_dir[PATH_MAX];  /* TATTLE_SPOOL_DIR, else <state dir>/spool (may be "") */
 };
 
 #define TATTLE_API_KEY_MAX 256
 
-/* Parse the environment. warn != 0 prints one line per malformed variable. */
-void tattle__config_load(struct tattle_config *cfg, int warn);
+/* Who reads the environment: the host at load time checks every variable
+ * and warns once about each malformed one, but leaves the default file
+ * path, and the default spool without a server, to the flusher (it costs
+ * startup time and the host never uses them); the flusher is quiet and
+ * fills in everything. */
+enum tattle_config_reader { TATTLE_CONFIG_HOST, TATTLE_CONFIG_FLUSHER };
+
+/* Parse the environment into cfg: zeroed storage, or an earlier parse. */
+void tattle__config_load(struct tattle_config *cfg, enum tattle_config_reader reader);
 
 /* POSTHOG_API_KEY if it is well formed (printable ASCII, no quote or
  * backslash, at most TATTLE_API_KEY_MAX bytes), else NULL. */

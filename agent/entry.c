@@ -31,27 +31,45 @@
 
 extern char **environ;
 
-static struct tattle_config config;
-static char flusher_path[PATH_MAX];
-static char *flusher_env[MAX_ENV + 1];
+static struct tattle_config config TATTLE_LARGE_STATIC;
+static char flusher_path[PATH_MAX] TATTLE_LARGE_STATIC;
+static char *flusher_env[MAX_ENV + 1] TATTLE_LARGE_STATIC;
 static int loaded;
 
 /* The flusher sits beside libtattle.so (build tree and installed tree). */
+/* flusher_path = the directory of lib, then FLUSHER_NAME. */
+static int flusher_beside(const char *lib)
+{
+    const char *slash = strrchr(lib, '/');
+    size_t dir = slash ? (size_t)(slash - lib) + 1 : 0;
+    if (!slash || dir + sizeof FLUSHER_NAME > sizeof flusher_path)
+        return -1;
+    memcpy(flusher_path, lib, dir);
+    memcpy(flusher_path + dir, FLUSHER_NAME, sizeof FLUSHER_NAME);
+    return access(flusher_path, X_OK);
+}
+
+/* A relative path (resolved now, while the working directory is the one
+ * the loader used) or a symlink to where the flusher is. Out of line: its
+ * buffer costs a page of stack. */
+static __attribute__((noinline)) int find_flusher_by_realpath(const char *lib)
+{
+    char self[PATH_MAX];
+    if (!realpath(lib, self))
+        return -1;
+    return flusher_beside(self);
+}
+
 static int find_flusher(void)
 {
     Dl_info info;
-    char self[PATH_MAX];
-    char *slash;
-    /* LD_PRELOAD may name us by a relative path: resolve it now, while the
-     * working directory is the one the loader used. */
-    if (!dladdr((void *)find_flusher, &info) || !info.dli_fname || !realpath(info.dli_fname, self))
+    if (!dladdr((void *)find_flusher, &info) || !info.dli_fname)
         return -1;
-    if (strlen(self) + sizeof FLUSHER_NAME >= sizeof flusher_path)
-        return -1;
-    strcpy(flusher_path, self);
-    slash = strrchr(flusher_path, '/');
-    strcpy(slash + 1, FLUSHER_NAME);
-    return access(flusher_path, X_OK);
+    /* The loader names us as LD_PRELOAD did: an absolute path is used as
+     * it is (no realpath, which costs a readlink per path component). */
+    if (info.dli_fname[0] == '/' && flusher_beside(info.dli_fname) == 0)
+        return 0;
+    return find_flusher_by_realpath(info.dli_fname);
 }
 
 /* The host's environment without LD_PRELOAD: the flusher runs unhooked. */
@@ -69,7 +87,7 @@ void tattle__api_enable(void);
 void tattle__api_after_fork(void);
 
 /* A process tag from the environment, as a JSON string. */
-static void env_string_tag(const char *var, const char *key, const char *value)
+static __attribute__((noinline)) void env_string_tag(const char *var, const char *key, const char *value)
 {
     char buf[1024];
     struct tattle_out o = {buf, sizeof buf - 1, 0, 0};
@@ -85,27 +103,33 @@ static void env_string_tag(const char *var, const char *key, const char *value)
 
 /* TATTLE_TAGS='key=value,key=value', TATTLE_RELEASE, TATTLE_ENVIRONMENT,
  * TATTLE_DISTINCT_ID: the process layer for programs that are not rebuilt. */
+/* TATTLE_TAGS='key=value,key=value'. Out of line: its buffer would make
+ * every host's constructor touch another page of stack. */
+static __attribute__((noinline)) void load_env_tags(const char *tags)
+{
+    char buf[4096], *save = NULL, *item;
+    if (strlen(tags) >= sizeof buf) {
+        fprintf(stderr, "tattle: ignoring TATTLE_TAGS: longer than %zu bytes\n", sizeof buf - 1);
+        return;
+    }
+    strcpy(buf, tags);
+    for (item = strtok_r(buf, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(item, '=');
+        if (!eq || eq == item || eq - item > 200) {
+            fprintf(stderr, "tattle: ignoring TATTLE_TAGS item \"%.64s\": expected key=value\n", item);
+            continue;
+        }
+        *eq = 0;
+        env_string_tag("TATTLE_TAGS", item, eq + 1);
+    }
+}
+
 static void load_process_layer(void)
 {
     const char *tags = getenv("TATTLE_TAGS");
     const char *v;
-    if (tags && *tags) {
-        char buf[4096], *save = NULL, *item;
-        if (strlen(tags) >= sizeof buf) {
-            fprintf(stderr, "tattle: ignoring TATTLE_TAGS: longer than %zu bytes\n", sizeof buf - 1);
-        } else {
-            strcpy(buf, tags);
-            for (item = strtok_r(buf, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
-                char *eq = strchr(item, '=');
-                if (!eq || eq == item || eq - item > 200) {
-                    fprintf(stderr, "tattle: ignoring TATTLE_TAGS item \"%.64s\": expected key=value\n", item);
-                    continue;
-                }
-                *eq = 0;
-                env_string_tag("TATTLE_TAGS", item, eq + 1);
-            }
-        }
-    }
+    if (tags && *tags)
+        load_env_tags(tags);
     if ((v = getenv("TATTLE_RELEASE")) && *v)
         env_string_tag("TATTLE_RELEASE", "release", v);
     if ((v = getenv("TATTLE_ENVIRONMENT")) && *v)
@@ -124,7 +148,7 @@ static void after_fork_child(void)
 
 __attribute__((constructor)) static void tattle_load(void)
 {
-    tattle__config_load(&config, 1);
+    tattle__config_load(&config, TATTLE_CONFIG_HOST);
     if (config.disabled)
         return;
     if (find_flusher() != 0) {

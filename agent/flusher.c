@@ -404,7 +404,7 @@ int main(void)
 {
     struct flusher f = {0};
     detach_from_host_signals();
-    tattle__config_load(&f.cfg, 0);
+    tattle__config_load(&f.cfg, TATTLE_CONFIG_FLUSHER);
     f.shm = tattle__shm_attach(TATTLE_FLUSHER_FD_SHM);
     if (!f.shm)
         return 1;

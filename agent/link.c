@@ -36,8 +36,8 @@ static char *link_argv[] = {"tattle-flusher", NULL};
 /* Child stacks for the spawn: one pair for normal context (creation is
  * serialized by link_state), one pair for the crash path (serialized by the
  * crash gate). */
-static char spawn_stacks_normal[2 * TATTLE_SPAWN_STACK] __attribute__((aligned(64)));
-static char spawn_stacks_crash[2 * TATTLE_SPAWN_STACK] __attribute__((aligned(64)));
+static char spawn_stacks_normal[2 * TATTLE_SPAWN_STACK] TATTLE_LARGE_STATIC;
+static char spawn_stacks_crash[2 * TATTLE_SPAWN_STACK] TATTLE_LARGE_STATIC;
 
 void tattle__link_init(const char *flusher_path, char *const *envp)
 {

@@ -143,17 +143,17 @@ static void debug_id_follows_posthogs_example(void)
 
 static void config_defaults_and_bad_values(void)
 {
-    struct tattle_config c;
+    static struct tattle_config c;
     setenv("XDG_STATE_HOME", "/x/state", 1);
     unsetenv("TATTLE_FILE");
     setenv("TATTLE_CRASH_TIMEOUT_MS", "99999999", 1);
     setenv("TATTLE_STDERR", "off", 1);
-    tattle__config_load(&c, 0);
+    tattle__config_load(&c, TATTLE_CONFIG_FLUSHER);
     CHECK(strcmp(c.file_path, "/x/state/tattle/events.jsonl") == 0);
     CHECK_EQ_U64(c.crash_timeout_ms, 3000);
     CHECK_EQ_U64(c.stderr_report, 0);
     setenv("TATTLE_DISABLE", "yes", 1);
-    tattle__config_load(&c, 0);
+    tattle__config_load(&c, TATTLE_CONFIG_FLUSHER);
     CHECK(c.disabled);
     unsetenv("TATTLE_DISABLE");
 }
