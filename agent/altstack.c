@@ -9,9 +9,12 @@
 
 #include <dlfcn.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "assafe.h"
@@ -21,7 +24,21 @@
 #define GUARD 4096
 
 static pthread_key_t alt_key;
-static int alt_key_ok;
+static _Atomic int alt_key_state; /* 0 none, 1 being made, 2 made, 3 failed */
+
+static void alt_free(void *mem);
+
+/* The key that unmaps a thread's stack when it ends, made with the first
+ * thread (a host that never starts one never pays for it). */
+static int alt_key_ready(void)
+{
+    int expected = 0;
+    if (atomic_compare_exchange_strong(&alt_key_state, &expected, 1))
+        atomic_store(&alt_key_state, pthread_key_create(&alt_key, alt_free) == 0 ? 2 : 3);
+    while (atomic_load(&alt_key_state) == 1)
+        sched_yield();
+    return atomic_load(&alt_key_state) == 2;
+}
 
 /* Map a stack with a PROT_NONE guard page below it and switch to it,
  * unless the thread already has one at least as large. */
@@ -61,9 +78,8 @@ static char main_alt_stack[ALT_SIZE] TATTLE_LARGE_STATIC;
 void tattle__altstack_init(void)
 {
     stack_t cur, ss = {.ss_sp = main_alt_stack, .ss_size = ALT_SIZE, .ss_flags = 0};
-    alt_key_ok = pthread_key_create(&alt_key, alt_free) == 0;
-    if (sigaltstack(&ss, &cur) == 0 && !(cur.ss_flags & SS_DISABLE) && cur.ss_size >= ALT_SIZE)
-        (void)sigaltstack(&cur, NULL); /* the host had one of its own: keep it */
+    if (syscall(SYS_sigaltstack, &ss, &cur) == 0 && !(cur.ss_flags & SS_DISABLE) && cur.ss_size >= ALT_SIZE)
+        (void)syscall(SYS_sigaltstack, &cur, NULL); /* the host had one of its own: keep it */
 }
 
 struct start {
@@ -77,7 +93,7 @@ static void *thread_trampoline(void *p)
     void *mem;
     free(p);
     mem = alt_setup();
-    if (mem && alt_key_ok)
+    if (mem && alt_key_ready())
         pthread_setspecific(alt_key, mem);
     return s.fn(s.arg);
 }

@@ -15,6 +15,8 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "altstack.h"
 #include "breadcrumbs.h"
@@ -27,6 +29,7 @@
 #include "signals.h"
 
 #define FLUSHER_NAME "tattle-flusher"
+#define LIBRARY_NAME "libtattle.so"
 #define MAX_ENV 2048
 
 extern char **environ;
@@ -36,17 +39,18 @@ static char flusher_path[PATH_MAX] TATTLE_LARGE_STATIC;
 static char *flusher_env[MAX_ENV + 1] TATTLE_LARGE_STATIC;
 static int loaded;
 
-/* The flusher sits beside libtattle.so (build tree and installed tree). */
-/* flusher_path = the directory of lib, then FLUSHER_NAME. */
-static int flusher_beside(const char *lib)
+/* The flusher sits beside libtattle.so (build tree and installed tree):
+ * flusher_path = the directory of lib (len bytes), then FLUSHER_NAME. */
+static int flusher_beside(const char *lib, size_t len)
 {
-    const char *slash = strrchr(lib, '/');
-    size_t dir = slash ? (size_t)(slash - lib) + 1 : 0;
-    if (!slash || dir + sizeof FLUSHER_NAME > sizeof flusher_path)
+    size_t dir = len;
+    while (dir > 0 && lib[dir - 1] != '/')
+        dir--;
+    if (dir == 0 || dir + sizeof FLUSHER_NAME > sizeof flusher_path)
         return -1;
     memcpy(flusher_path, lib, dir);
     memcpy(flusher_path + dir, FLUSHER_NAME, sizeof FLUSHER_NAME);
-    return access(flusher_path, X_OK);
+    return (int)syscall(SYS_access, flusher_path, X_OK);
 }
 
 /* A relative path (resolved now, while the working directory is the one
@@ -57,17 +61,34 @@ static __attribute__((noinline)) int find_flusher_by_realpath(const char *lib)
     char self[PATH_MAX];
     if (!realpath(lib, self))
         return -1;
-    return flusher_beside(self);
+    return flusher_beside(self, strlen(self));
+}
+
+/* The entry of LD_PRELOAD that names this library by an absolute path.
+ * Cheaper than dladdr, which searches the loader's lists and symbols. */
+static int flusher_beside_preload(void)
+{
+    const size_t name = sizeof LIBRARY_NAME - 1;
+    const char *p = getenv("LD_PRELOAD");
+    while (p && *p) {
+        size_t n = strcspn(p, ": ");
+        if (p[0] == '/' && n > name && p[n - name - 1] == '/' && !memcmp(p + n - name, LIBRARY_NAME, name))
+            return flusher_beside(p, n);
+        p += n + (p[n] != 0);
+    }
+    return -1;
 }
 
 static int find_flusher(void)
 {
     Dl_info info;
+    if (flusher_beside_preload() == 0)
+        return 0;
     if (!dladdr((void *)find_flusher, &info) || !info.dli_fname)
         return -1;
     /* The loader names us as LD_PRELOAD did: an absolute path is used as
      * it is (no realpath, which costs a readlink per path component). */
-    if (info.dli_fname[0] == '/' && flusher_beside(info.dli_fname) == 0)
+    if (info.dli_fname[0] == '/' && flusher_beside(info.dli_fname, strlen(info.dli_fname)) == 0)
         return 0;
     return find_flusher_by_realpath(info.dli_fname);
 }
