@@ -125,6 +125,18 @@ class Sandbox:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def with_sandbox(fn):
+    """A test case fn(box) with a Sandbox of its own, removed afterwards."""
+    def test():
+        box = Sandbox(fn.__name__[:24])
+        try:
+            fn(box)
+        finally:
+            box.cleanup()
+    test.__name__ = fn.__name__
+    return test
+
+
 def exceptions(events):
     return [e for e in events if e.get("event") == "$exception"]
 

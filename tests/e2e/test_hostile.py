@@ -24,16 +24,7 @@ NO_FORK = os.path.join(TESTS_DIR, "no_fork")
 NOBODY = 65534
 
 
-def with_box(fn):
-    def test():
-        box = h.Sandbox(fn.__name__[:24])
-        try:
-            fn(box)
-        finally:
-            subprocess.run(["umount", "-l", os.path.join(box.dir, "mnt")], capture_output=True)
-            box.cleanup()
-    test.__name__ = fn.__name__
-    return test
+with_box = h.with_sandbox
 
 
 def need_unshare(*flags):

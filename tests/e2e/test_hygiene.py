@@ -25,15 +25,7 @@ def both(box, argv):
     return plain, agent
 
 
-def with_box(fn):
-    def test():
-        box = h.Sandbox(fn.__name__[:20])
-        try:
-            fn(box)
-        finally:
-            box.cleanup()
-    test.__name__ = fn.__name__
-    return test
+with_box = h.with_sandbox
 
 
 def only_crash(box, host_pid=None):

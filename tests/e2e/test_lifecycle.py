@@ -13,15 +13,7 @@ import harness as h
 CRASHER = os.path.join(h.BUILD, "tests", "crasher")
 
 
-def with_box(fn):
-    def test():
-        box = h.Sandbox(fn.__name__)
-        try:
-            fn(box)
-        finally:
-            box.cleanup()
-    test.__name__ = fn.__name__
-    return test
+with_box = h.with_sandbox
 
 
 @with_box
