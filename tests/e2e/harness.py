@@ -14,8 +14,8 @@ import subprocess
 import sys
 import tempfile
 
-BUILD = os.environ.get("TATTLE_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
-AGENT = os.environ.get("TATTLE_AGENT", os.path.join(BUILD, "libtattle.so"))
+BUILD = os.path.abspath(os.environ.get("TATTLE_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "build")))
+AGENT = os.path.abspath(os.environ.get("TATTLE_AGENT", os.path.join(BUILD, "libtattle.so")))
 
 
 class Failure(Exception):
