@@ -122,8 +122,6 @@ static __attribute__((noinline)) void env_string_tag(const char *var, const char
     }
 }
 
-/* TATTLE_TAGS='key=value,key=value', TATTLE_RELEASE, TATTLE_ENVIRONMENT,
- * TATTLE_DISTINCT_ID: the process layer for programs that are not rebuilt. */
 /* TATTLE_TAGS='key=value,key=value'. Out of line: its buffer would make
  * every host's constructor touch another page of stack. */
 static __attribute__((noinline)) void load_env_tags(const char *tags)
@@ -145,6 +143,8 @@ static __attribute__((noinline)) void load_env_tags(const char *tags)
     }
 }
 
+/* TATTLE_TAGS, TATTLE_RELEASE, TATTLE_ENVIRONMENT, TATTLE_DISTINCT_ID: the
+ * process layer for programs that are not rebuilt. */
 static void load_process_layer(void)
 {
     const char *tags = getenv("TATTLE_TAGS");

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "assafe.h"
+#include "json.h"
 #include "spawn.h"
 
 enum { LINK_NONE = 0, LINK_CREATING, LINK_READY, LINK_FAILED };
@@ -68,26 +69,26 @@ static int flusher_reachable(void)
     return atomic_load(&link_shm->flusher_polling) || (flusher > 0 && kill(flusher, 0) == 0);
 }
 
+static _Atomic int start_failed; /* the last attempt to start a flusher failed */
+
 /* Say once why no flusher runs (a seccomp filter that forbids fork,
  * RLIMIT_NPROC, no descriptors left). Signal-safe: strerrordesc_np reads a
  * table. */
-static _Atomic int start_failed; /* the last attempt to start a flusher failed */
-
 static void tell_start_failure(const char *what, int err)
 {
     static _Atomic int told;
     char line[256];
-    size_t n;
+    struct tattle_out o = {line, sizeof line, 0, 0};
     const char *why = strerrordesc_np(err);
     atomic_store(&start_failed, 1);
     if (atomic_exchange(&told, 1))
         return;
-    n = tattle__strlcpy(line, "tattle: ", sizeof line);
-    n += tattle__strlcpy(line + n, what, sizeof line - n);
-    n += tattle__strlcpy(line + n, " (", sizeof line - n);
-    n += tattle__strlcpy(line + n, why ? why : "unknown error", sizeof line - n);
-    n += tattle__strlcpy(line + n, "); events and crash reports are not recorded\n", sizeof line - n);
-    (void)tattle__write_all(2, line, n < sizeof line ? n : sizeof line - 1);
+    tattle__out_str(&o, "tattle: ");
+    tattle__out_str(&o, what);
+    tattle__out_str(&o, " (");
+    tattle__out_str(&o, why ? why : "unknown error");
+    tattle__out_str(&o, "); events and crash reports are not recorded\n");
+    (void)tattle__write_all(2, line, o.len);
 }
 
 /* Start a flusher on our region with a new socket. Signal-safe. */

@@ -42,6 +42,7 @@
 #include "chain.h"
 #include "context.h"
 #include "hooks.h"
+#include "json.h"
 #include "link.h"
 
 static const int fatal_signals[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP, SIGSYS};
@@ -174,21 +175,21 @@ static void print_report(const struct tattle_crash *c)
 /* No flusher, so no stack or symbols: at least the fault, in one line. */
 static void print_bare_fault(const struct tattle_crash *c)
 {
-    char line[192], num[24];
-    size_t n;
+    char line[192], addr[24], pc[24];
+    struct tattle_out o = {line, sizeof line, 0, 0};
     const char *abbrev = sigabbrev_np(c->signo);
     if (!config->stderr_report)
         return;
-    n = tattle__strlcpy(line, "tattle: SIG", sizeof line);
-    n += tattle__strlcpy(line + n, abbrev ? abbrev : "?", sizeof line - n);
-    n += tattle__strlcpy(line + n, " at address ", sizeof line - n);
-    tattle__fmt_hex(num, c->fault_addr);
-    n += tattle__strlcpy(line + n, num, sizeof line - n);
-    n += tattle__strlcpy(line + n, ", pc ", sizeof line - n);
-    tattle__fmt_hex(num, c->gregs[REG_RIP]);
-    n += tattle__strlcpy(line + n, num, sizeof line - n);
-    n += tattle__strlcpy(line + n, " (no stack: the flusher could not be started)\n", sizeof line - n);
-    (void)tattle__write_all(2, line, n < sizeof line ? n : sizeof line - 1);
+    tattle__fmt_hex(addr, c->fault_addr);
+    tattle__fmt_hex(pc, c->gregs[REG_RIP]);
+    tattle__out_str(&o, "tattle: SIG");
+    tattle__out_str(&o, abbrev ? abbrev : "?");
+    tattle__out_str(&o, " at address ");
+    tattle__out_str(&o, addr);
+    tattle__out_str(&o, ", pc ");
+    tattle__out_str(&o, pc);
+    tattle__out_str(&o, " (no stack: the flusher could not be started)\n");
+    (void)tattle__write_all(2, line, o.len);
 }
 
 static void capture(int sig, siginfo_t *si, ucontext_t *uc)
