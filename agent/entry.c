@@ -184,12 +184,13 @@ __attribute__((constructor)) static void tattle_load(void)
     tattle__altstack_init();
     tattle__signals_install(&config);
     pthread_atfork(NULL, NULL, after_fork_child);
+    /* Batches an earlier process could not send: start a flusher that
+     * sends them and exits. With an empty spool, nothing starts. (Before
+     * the API is on, so no capture races it for the spawn stacks.) */
+    if (config.http_enabled && config.spool_dir[0] && tattle__dir_has_suffix(config.spool_dir, ".batch") > 0)
+        tattle__link_start_spool_sender();
     tattle__api_enable();
     loaded = 1;
-    /* Batches an earlier process could not send: start a flusher now to
-     * send them. With an empty spool, nothing starts. */
-    if (config.http_enabled && config.spool_dir[0] && tattle__dir_has_suffix(config.spool_dir, ".batch") > 0)
-        (void)tattle__link_get(0);
 }
 
 __attribute__((destructor)) static void tattle_unload(void)

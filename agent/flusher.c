@@ -8,8 +8,10 @@
  * thread sends from; and, once the host is gone (exit, crash, kill or exec)
  * and nothing is left to do, lingering for delivery (TATTLE_LINGER_MS)
  * before exiting. A host that closed the doorbell but lives on is served
- * by polling. It runs without LD_PRELOAD, in its own session, with stdio
- * on /dev/null, never as a child the host can see.
+ * by polling. Started with --send-spool it has no host: it only sends the
+ * batches earlier processes left, then exits. It runs without LD_PRELOAD,
+ * in its own session, with stdio on /dev/null, never as a child the host
+ * can see.
  * Signal context: NO. This is an ordinary program.
  */
 #include <errno.h>
@@ -400,11 +402,35 @@ static void start_delivery(struct flusher *f)
         atomic_store(&f->shm->http_enabled, 1);
 }
 
-int main(void)
+/* Started with --send-spool by a process that found batches waiting when
+ * it loaded: send them for at most the linger window, then exit. It has no
+ * host to serve (no region, no doorbell), leaves the dropped-events count
+ * to a flusher that has events to carry it, and runs one at a time per
+ * spool. */
+static int send_spool_only(struct flusher *f)
+{
+    const char *key = tattle__config_api_key();
+    struct tattle_delivery_hooks none = {0};
+    struct tattle_delivery *d;
+    if (!f->cfg.http_enabled || !key || !f->cfg.spool_dir[0] ||
+        tattle__spool_open(&f->spool, f->cfg.spool_dir, f->cfg.spool_max_bytes) != 0 ||
+        !tattle__spool_lock_sender(&f->spool))
+        return 0;
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    d = tattle__delivery_start(&f->cfg, &f->spool, key, &none);
+    if (d)
+        tattle__delivery_finish(d, f->cfg.linger_ms);
+    curl_global_cleanup();
+    return 0;
+}
+
+int main(int argc, char **argv)
 {
     struct flusher f = {0};
     detach_from_host_signals();
     tattle__config_load(&f.cfg, TATTLE_CONFIG_FLUSHER);
+    if (argc > 1 && !strcmp(argv[1], TATTLE_FLUSHER_SEND_SPOOL))
+        return send_spool_only(&f);
     f.shm = tattle__shm_attach(TATTLE_FLUSHER_FD_SHM);
     if (!f.shm)
         return 1;

@@ -33,6 +33,7 @@ static ino_t link_sock_ino;
 static const char *link_flusher_path;
 static char *const *link_envp;
 static char *link_argv[] = {"tattle-flusher", NULL};
+static char *spool_sender_argv[] = {"tattle-flusher", TATTLE_FLUSHER_SEND_SPOOL, NULL};
 
 /* Child stacks for the spawn: one pair for normal context (creation is
  * serialized by link_state), one pair for the crash path (serialized by the
@@ -130,6 +131,14 @@ static int start_flusher(void *stacks)
     link_sock_ino = fstat(link_sock, &st) == 0 ? st.st_ino : 0;
     atomic_store(&start_failed, 0);
     return 0;
+}
+
+void tattle__link_start_spool_sender(void)
+{
+    struct tattle_spawn sp = {link_flusher_path, spool_sender_argv, link_envp, -1, -1, -1, spawn_stacks_normal};
+    /* A failure is said by the first capture, which tries again. */
+    if (link_flusher_path)
+        (void)tattle__spawn_flusher(&sp);
 }
 
 static struct tattle_shm *create(void *stacks)

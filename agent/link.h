@@ -19,6 +19,13 @@ void tattle__link_init(const char *flusher_path, char *const *envp);
  * in_signal: do not wait for another thread that is creating it. */
 struct tattle_shm *tattle__link_get(int in_signal);
 
+/* Start a flusher that only sends the batches earlier processes left in
+ * the spool, then exits. It shares nothing with this process, which keeps
+ * no descriptor, region or child of it; a capture later starts the
+ * process's own flusher as usual. Call it only while no other thread runs
+ * (at load). */
+void tattle__link_start_spool_sender(void);
+
 /* The region if it exists, without creating it. Signal-safe. */
 struct tattle_shm *tattle__link_peek(void);
 

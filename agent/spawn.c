@@ -20,6 +20,15 @@
 
 static void child_exit(int code) { syscall(SYS_exit, code); }
 
+/* Put src at fd, or make sure nothing of the host's is at fd (src < 0). */
+static void place_fd(int src, int fd)
+{
+    if (src >= 0)
+        syscall(SYS_dup2, src, fd);
+    else
+        syscall(SYS_close, fd);
+}
+
 /* In the flusher-to-be: arrange descriptors, leave the session, exec. */
 static int flusher_child(void *arg)
 {
@@ -28,12 +37,9 @@ static int flusher_child(void *arg)
     syscall(SYS_setsid);
     /* The sources were moved above the floor in the host, so these dup2s
      * cannot clobber each other. dup2 clears FD_CLOEXEC on the copies. */
-    syscall(SYS_dup2, sp->shm_fd, TATTLE_FLUSHER_FD_SHM);
-    syscall(SYS_dup2, sp->sock_fd, TATTLE_FLUSHER_FD_SOCK);
-    if (sp->pidfd >= 0)
-        syscall(SYS_dup2, sp->pidfd, TATTLE_FLUSHER_FD_HOST);
-    else
-        syscall(SYS_close, TATTLE_FLUSHER_FD_HOST);
+    place_fd(sp->shm_fd, TATTLE_FLUSHER_FD_SHM);
+    place_fd(sp->sock_fd, TATTLE_FLUSHER_FD_SOCK);
+    place_fd(sp->pidfd, TATTLE_FLUSHER_FD_HOST);
     nullfd = (int)syscall(SYS_open, "/dev/null", O_RDWR);
     if (nullfd >= 0) {
         syscall(SYS_dup2, nullfd, 0);

@@ -17,11 +17,15 @@
 #define TATTLE_FLUSHER_FD_SOCK 4
 #define TATTLE_FLUSHER_FD_HOST 5 /* a pidfd of the host */
 
+/* argv[1] of a flusher started with no region: it sends the spool (the
+ * batches earlier processes left) and exits. */
+#define TATTLE_FLUSHER_SEND_SPOOL "--send-spool"
+
 struct tattle_spawn {
     const char *path;
     char *const *argv;
     char *const *envp;
-    int shm_fd, sock_fd, pidfd; /* placed at 3, 4, 5 in the flusher */
+    int shm_fd, sock_fd, pidfd; /* placed at 3, 4, 5 in the flusher (-1: none) */
     void *stack;                /* two child stacks of TATTLE_SPAWN_STACK bytes */
 };
 

@@ -75,6 +75,20 @@ static void path_of(const struct tattle_spool *s, const char *name, char *out, s
     snprintf(out, cap, "%s/%.95s", s->dir, name);
 }
 
+int tattle__spool_lock_sender(struct tattle_spool *s)
+{
+    char path[PATH_MAX + 96];
+    int fd;
+    path_of(s, ".sender.lock", path, sizeof path);
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return 1; /* no lock to be had: send anyway, claims still hold */
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+        return 1; /* the descriptor stays open, and the lock held, until exit */
+    close(fd);
+    return 0;
+}
+
 /* Test-only: TATTLE_TEST_FAULT=spool-write-kill dies halfway through a
  * batch, as a flusher killed mid-write would. */
 static int fault_mid_write(void)

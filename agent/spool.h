@@ -43,6 +43,12 @@ struct tattle_spool_batch {
     size_t len;
 };
 
+/* For a flusher that only sends the spool: take the directory's sender
+ * lock (.sender.lock), held until the process exits, so that a stream of
+ * processes starting with batches waiting runs one such flusher at a
+ * time. Returns 1 when taken, 0 when another process holds it. */
+int tattle__spool_lock_sender(struct tattle_spool *s);
+
 /* Create (0700) or adopt the directory. Returns 0 or -errno. */
 int tattle__spool_open(struct tattle_spool *s, const char *dir, long long max_bytes);
 

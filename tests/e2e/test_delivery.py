@@ -180,6 +180,44 @@ def unsent_batches_go_with_a_later_process(c):
     check(c.server.wait_for(lambda s: not c.batches(), 5), "the spool is empty once it was sent", c.batches())
 
 
+@case("sender", start=False)
+def a_process_that_only_finds_batches_keeps_nothing_of_their_sender(c):
+    run([EMITTER, "1", "10", "exit"], env=c.env(TATTLE_LINGER_MS=0))
+    c.settle()
+    check_equal(c.spooled_events(), 10, "the 10 events wait in the spool")
+    c.server.start()
+    p = subprocess.Popen(["/bin/sleep", "30"], env=c.env())
+    try:
+        c.wait_events(10)
+        check(c.server.wait_for(lambda s: not our_flushers(c), 5), "the sender exited while the process runs",
+              our_flushers(c))
+        fds = [os.readlink(f) for f in glob.glob("/proc/%d/fd/*" % p.pid)]
+        check(not [x for x in fds if x.startswith("socket:") or "memfd" in x], "the process holds nothing of ours", fds)
+        check_equal(p.poll(), None, "sleep still runs")
+    finally:
+        p.kill()
+        p.wait()
+    c.check_valid()
+
+
+@case("one-sender", start=False)
+def processes_starting_together_run_one_sender(c):
+    run([EMITTER, "1", "10", "exit"], env=c.env(TATTLE_LINGER_MS=0))
+    c.settle()
+    env = c.env(TATTLE_LINGER_MS=10000)  # the server is down: a sender would retry for 10 s
+    procs = [subprocess.Popen(["/bin/sleep", "20"], env=env) for _ in range(5)]
+    try:
+        check(c.server.wait_for(lambda s: len(our_flushers(c)) == 1, 5), "one sender runs for the five processes",
+              our_flushers(c))
+        c.server.start()
+        c.wait_events(10)
+        c.check_valid()
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
 @case("401", always=401)
 def a_refused_key_is_not_retried_and_events_stay(c):
     r = run([EMITTER, "1", "20", "flush"], env=c.env(TATTLE_LINGER_MS=1000))
@@ -396,7 +434,9 @@ def a_host_that_captures_nothing_starts_no_process(c):
 TESTS = {f.__name__: f for f in [
     crash_arrives, events_arrive_in_capture_order_per_thread, sigkill_after_1000_captures_loses_nothing,
     crash_while_the_server_is_down_arrives_when_it_is_back, a_few_503s_in_a_row_cost_no_event,
-    retry_after_is_honoured, unsent_batches_go_with_a_later_process, a_refused_key_is_not_retried_and_events_stay,
+    retry_after_is_honoured, unsent_batches_go_with_a_later_process,
+    a_process_that_only_finds_batches_keeps_nothing_of_their_sender, processes_starting_together_run_one_sender,
+    a_refused_key_is_not_retried_and_events_stay,
     a_refused_batch_is_kept_aside_and_not_resent, a_too_large_batch_is_split, the_key_appears_only_in_the_request,
     the_spool_survives_a_flusher_killed_mid_write, a_damaged_batch_is_set_aside_not_sent,
     a_slow_server_never_delays_the_host, exec_gets_a_new_agent_without_leaking_the_flusher,
