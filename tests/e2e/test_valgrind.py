@@ -57,7 +57,9 @@ def crash_case(exe, verb, type_):
             plain = h.run([exe, verb], env=box.base_env(), cwd=box.dir)
             logs = os.path.join(box.dir, "vg.%p.log")
             argv = ["valgrind", "-q", "--trace-children=yes", "--log-file=" + logs, exe, verb]
-            agent = h.run(argv, env=box.agent_env(), cwd=box.dir, timeout=120)
+            # Memcheck makes the flusher many times slower: give the report
+            # the longest wait there is, as a user under valgrind would.
+            agent = h.run(argv, env=box.agent_env(TATTLE_CRASH_TIMEOUT_MS=60000), cwd=box.dir, timeout=180)
             h.check_equal(agent.signal, plain.signal, "the host dies by the same signal under valgrind",
                           agent.stderr[-2000:])
             events = h.exceptions(box.events())
