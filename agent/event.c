@@ -19,14 +19,35 @@
 
 char *__cxa_demangle(const char *mangled, char *buf, size_t *len, int *status);
 
+/* n digits of v, zero-padded. */
+static char *put_digits(char *p, unsigned v, int n)
+{
+    for (int i = n - 1; i >= 0; i--, v /= 10)
+        p[i] = (char)('0' + v % 10);
+    return p + n;
+}
+
 void tattle__event_time(uint64_t time_ns, char out[32])
 {
     time_t secs = (time_t)(time_ns / 1000000000ULL);
     struct tm tm;
+    char *p = out;
     gmtime_r(&secs, &tm);
-    snprintf(out, 32, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", (tm.tm_year + 1900) % 10000,
-             (tm.tm_mon + 1) % 100, tm.tm_mday % 100, tm.tm_hour % 100, tm.tm_min % 100, tm.tm_sec % 100,
-             (unsigned)(time_ns / 1000000ULL % 1000ULL));
+    p = put_digits(p, (unsigned)(tm.tm_year + 1900) % 10000, 4);
+    *p++ = '-';
+    p = put_digits(p, (unsigned)tm.tm_mon + 1, 2);
+    *p++ = '-';
+    p = put_digits(p, (unsigned)tm.tm_mday, 2);
+    *p++ = 'T';
+    p = put_digits(p, (unsigned)tm.tm_hour, 2);
+    *p++ = ':';
+    p = put_digits(p, (unsigned)tm.tm_min, 2);
+    *p++ = ':';
+    p = put_digits(p, (unsigned)tm.tm_sec, 2);
+    *p++ = '.';
+    p = put_digits(p, (unsigned)(time_ns / 1000000ULL % 1000ULL), 3);
+    *p++ = 'Z';
+    *p = 0;
 }
 
 static void add_hex(cJSON *obj, const char *key, uint64_t v)
@@ -55,11 +76,16 @@ cJSON *tattle__event_new(const char *name, uint64_t time_ns, const char *distinc
         cJSON_AddBoolToObject(props, "$process_person_profile", 0);
     }
     cJSON_AddStringToObject(ev, "timestamp", ts);
+    tattle__event_add_lib(props);
+    return ev;
+}
+
+void tattle__event_add_lib(cJSON *props)
+{
     cJSON_AddStringToObject(props, "$lib", "tattle");
     cJSON_AddStringToObject(props, "$lib_version", TATTLE_VERSION);
     cJSON_AddBoolToObject(props, "$is_server", 1);
     cJSON_AddBoolToObject(props, "$geoip_disable", 1);
-    return ev;
 }
 
 /* The machine's description, the same for every event of this flusher. */

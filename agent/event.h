@@ -24,6 +24,10 @@
  * anonymous (a random distinct_id and $process_person_profile: false). */
 cJSON *tattle__event_new(const char *name, uint64_t time_ns, const char *distinct_id);
 
+/* The properties saying who sent it ($lib, $lib_version, $is_server,
+ * $geoip_disable), as tattle__event_new adds them. */
+void tattle__event_add_lib(cJSON *props);
+
 /* Properties of the process that sent it. */
 void tattle__event_add_process(cJSON *event, const struct tattle_shm *shm);
 

@@ -32,6 +32,7 @@
 #include "delivery.h"
 #include "event.h"
 #include "ingest.h"
+#include "ingest_text.h"
 #include "report.h"
 #include "shm.h"
 #include "sink_file.h"
@@ -48,6 +49,7 @@ struct flusher {
     int host_fd; /* pidfd, or -1 */
     int host_gone;
     struct tattle_symbolizer *sym; /* the host's modules, for handled exceptions */
+    struct tattle_ingest_text *text; /* the fast path for plain events, or NULL */
     char *batch;                   /* JSON lines not yet committed */
     size_t batch_len, batch_cap;
     unsigned batch_count;
@@ -144,6 +146,22 @@ static void batch_add(struct flusher *f, const char *line, size_t n)
     f->batch_count++;
 }
 
+/* Queue one event's JSON line, committing first if the batch is full.
+ * Returns 0 when it was queued. */
+static int queue_line(struct flusher *f, const char *json, size_t n)
+{
+    char msg[256];
+    if (n > TATTLE_EVENT_MAX_BYTES) {
+        snprintf(msg, sizeof msg, "dropped a %zu-byte event: PostHog takes at most about 1 MB", n);
+        notice(f, msg);
+        return -1;
+    }
+    if (f->batch_count >= TATTLE_SPOOL_BATCH_EVENTS || f->batch_len + n + 1 > TATTLE_SPOOL_BATCH_BYTES)
+        commit(f, 1);
+    batch_add(f, json, n);
+    return 0;
+}
+
 /* Check an event against PostHog's rules, then queue it. Returns 0 when it
  * was queued. */
 static int add_event(struct flusher *f, cJSON *ev)
@@ -151,6 +169,7 @@ static int add_event(struct flusher *f, cJSON *ev)
     const char *problem = tattle__posthog_event_problem(ev);
     char *json;
     size_t n;
+    int r;
     char msg[256];
     if (problem) {
         snprintf(msg, sizeof msg, "dropped an event PostHog would refuse: %s", problem);
@@ -166,17 +185,9 @@ static int add_event(struct flusher *f, cJSON *ev)
     if (!json)
         return -1;
     n = strlen(json);
-    if (n > TATTLE_EVENT_MAX_BYTES) {
-        snprintf(msg, sizeof msg, "dropped a %zu-byte event: PostHog takes at most about 1 MB", n);
-        notice(f, msg);
-        free(json);
-        return -1;
-    }
-    if (f->batch_count >= TATTLE_SPOOL_BATCH_EVENTS || f->batch_len + n + 1 > TATTLE_SPOOL_BATCH_BYTES)
-        commit(f, 1);
-    batch_add(f, json, n);
+    r = queue_line(f, json, n);
     free(json);
-    return 0;
+    return r;
 }
 
 /* Where the crash event went, for the report. */
@@ -250,7 +261,16 @@ static void drain_ring(struct flusher *f)
     struct tattle_ring *r = &f->shm->ring;
     size_t len;
     while ((len = tattle__ring_get(r, rec, sizeof rec)) > 0) {
-        cJSON *ev = tattle__ingest(&f->cfg, f->shm, rec, len, host_symbolizer, f);
+        const char *line;
+        size_t n;
+        cJSON *ev;
+        /* Most records take the text path; the rest, and the one that
+         * carries the spool's dropped count, are built as a tree. */
+        if (f->text && !f->spool_dropped && (n = tattle__ingest_text(f->text, rec, len, &line)) > 0) {
+            queue_line(f, line, n);
+            continue;
+        }
+        ev = tattle__ingest(&f->cfg, f->shm, rec, len, host_symbolizer, f);
         if (ev)
             add_event(f, ev);
         cJSON_Delete(ev);
@@ -439,6 +459,7 @@ int main(int argc, char **argv)
     f.sock = TATTLE_FLUSHER_FD_SOCK;
     f.host_fd = fcntl(TATTLE_FLUSHER_FD_HOST, F_GETFD) >= 0 ? TATTLE_FLUSHER_FD_HOST : -1;
     atomic_store(&f.shm->flusher_pid, getpid());
+    f.text = tattle__ingest_text_new(&f.cfg, f.shm);
     for (;;) {
         /* Events captured before a crash go before it. */
         drain_ring(&f);
@@ -455,6 +476,7 @@ int main(int argc, char **argv)
     if (f.delivery)
         tattle__delivery_finish(f.delivery, f.cfg.linger_ms);
     free(f.batch);
+    tattle__ingest_text_free(f.text);
     tattle__symbolizer_close(f.sym);
     curl_global_cleanup();
     return 0;

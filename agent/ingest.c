@@ -11,25 +11,7 @@
 #include "merge.h"
 #include "record.h"
 
-struct fields {
-    const struct tattle_record *h;
-    char *name, *distinct, *props, *message;
-    const char *context;
-    uint64_t pcs[TATTLE_REC_MAX_PCS];
-};
-
-static char *take(const char **p, uint32_t n)
-{
-    char *s = malloc(n + 1);
-    if (s) {
-        memcpy(s, *p, n);
-        s[n] = 0;
-    }
-    *p += n;
-    return s;
-}
-
-static int decode(const void *rec, size_t len, struct fields *f)
+int tattle__record_view(const void *rec, size_t len, struct tattle_record_view *v)
 {
     const struct tattle_record *h = rec;
     const char *p = (const char *)rec + sizeof *h;
@@ -40,14 +22,45 @@ static int decode(const void *rec, size_t len, struct fields *f)
            (size_t)h->npcs * 8;
     if (need != len || h->name_len == 0)
         return -1;
-    f->h = h;
-    f->name = take(&p, h->name_len);
-    f->distinct = h->distinct_len ? take(&p, h->distinct_len) : NULL;
-    f->props = h->props_len ? take(&p, h->props_len) : NULL;
-    f->context = p;
-    p += h->context_len;
-    f->message = h->message_len ? take(&p, h->message_len) : NULL;
-    memcpy(f->pcs, p, (size_t)h->npcs * 8);
+    v->h = h;
+    v->name = p;
+    v->distinct = p += h->name_len;
+    v->props = p += h->distinct_len;
+    v->context = p += h->props_len;
+    v->message = p += h->context_len;
+    v->pcs = p + h->message_len;
+    return 0;
+}
+
+struct fields {
+    const struct tattle_record *h;
+    char *name, *distinct, *props, *message;
+    const char *context;
+    uint64_t pcs[TATTLE_REC_MAX_PCS];
+};
+
+static char *copy(const char *p, uint32_t n)
+{
+    char *s = malloc(n + 1);
+    if (s) {
+        memcpy(s, p, n);
+        s[n] = 0;
+    }
+    return s;
+}
+
+static int decode(const void *rec, size_t len, struct fields *f)
+{
+    struct tattle_record_view v;
+    if (tattle__record_view(rec, len, &v) != 0)
+        return -1;
+    f->h = v.h;
+    f->name = copy(v.name, v.h->name_len);
+    f->distinct = v.h->distinct_len ? copy(v.distinct, v.h->distinct_len) : NULL;
+    f->props = v.h->props_len ? copy(v.props, v.h->props_len) : NULL;
+    f->context = v.context;
+    f->message = v.h->message_len ? copy(v.message, v.h->message_len) : NULL;
+    memcpy(f->pcs, v.pcs, (size_t)v.h->npcs * 8);
     return 0;
 }
 

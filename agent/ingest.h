@@ -12,8 +12,20 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "record.h"
 #include "shm.h"
 #include "symbolize.h"
+
+/* A record's parts, pointing into it (strings are not NUL-terminated;
+ * their lengths are in h). */
+struct tattle_record_view {
+    const struct tattle_record *h;
+    const char *name, *distinct, *props, *context, *message;
+    const void *pcs; /* h->npcs return addresses, unaligned */
+};
+
+/* Check a record's lengths and split it. 0, or -1 when malformed. */
+int tattle__record_view(const void *rec, size_t len, struct tattle_record_view *v);
 
 /* Supplies a symbolizer for the host's modules (may return NULL). */
 typedef struct tattle_symbolizer *(*tattle_symbolizer_source)(void *arg);

@@ -1,12 +1,18 @@
 /* test_units.c - unit tests for the pure parts of the agent: the ring, UUIDv7,
- * PostHog's debug_id rule, config parsing. Usage: test_units [NAME]. */
+ * PostHog's debug_id rule, config parsing, and the flusher's text path for
+ * events against its tree path. Usage: test_units [NAME]. */
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "config.h"
+#include "ingest.h"
+#include "ingest_text.h"
+#include "record.h"
 #include "ring.h"
 #include "symbolize.h"
 #include "uuid.h"
@@ -158,6 +164,113 @@ static void config_defaults_and_bad_values(void)
     unsetenv("TATTLE_DISABLE");
 }
 
+/* The text path against the tree path, record by record. */
+static struct tattle_shm ingest_shm;
+static struct tattle_config ingest_cfg;
+static struct tattle_ingest_text *ingest_text;
+
+static struct tattle_symbolizer *no_symbolizer(void *arg)
+{
+    (void)arg;
+    return NULL;
+}
+
+static size_t make_record(unsigned char *out, uint16_t kind, const char *name, const char *distinct,
+                          const char *props, const char *context, uint64_t dropped)
+{
+    struct tattle_record h = {0};
+    const char *parts[] = {name, distinct, props, context};
+    size_t off = sizeof h;
+    h.kind = kind;
+    h.time_ns = 1763719200123000000ULL;
+    h.dropped_before = dropped;
+    h.name_len = (uint32_t)strlen(name);
+    h.distinct_len = (uint32_t)strlen(distinct);
+    h.props_len = (uint32_t)strlen(props);
+    h.context_len = (uint32_t)strlen(context);
+    memcpy(out, &h, sizeof h);
+    for (int i = 0; i < 4; i++) {
+        memcpy(out + off, parts[i], strlen(parts[i]));
+        off += strlen(parts[i]);
+    }
+    return off;
+}
+
+/* 1: the text path wrote the tree path's event; 0: it declined; -1: it
+ * wrote something else. uuid and an anonymous distinct_id are random. */
+static int text_matches_tree(const char *name, const char *distinct, const char *props, const char *context,
+                             uint64_t dropped)
+{
+    const char *line;
+    size_t rlen = make_record(buf, TATTLE_REC_EVENT, name, distinct, props, context, dropped);
+    size_t n = tattle__ingest_text(ingest_text, buf, rlen, &line);
+    cJSON *text, *tree;
+    int same;
+    if (n == 0)
+        return 0;
+    text = cJSON_ParseWithLength(line, n);
+    tree = tattle__ingest(&ingest_cfg, &ingest_shm, buf, rlen, no_symbolizer, NULL);
+    if (!text || !tree) {
+        fprintf(stderr, "unparsable: %.*s\n", (int)n, line);
+        cJSON_Delete(text);
+        cJSON_Delete(tree);
+        return -1;
+    }
+    cJSON_DeleteItemFromObject(text, "uuid");
+    cJSON_DeleteItemFromObject(tree, "uuid");
+    if (cJSON_HasObjectItem(cJSON_GetObjectItem(tree, "properties"), "$process_person_profile")) {
+        cJSON_DeleteItemFromObject(text, "distinct_id");
+        cJSON_DeleteItemFromObject(tree, "distinct_id");
+    }
+    same = cJSON_Compare(text, tree, 1);
+    if (!same) {
+        char *a = cJSON_PrintUnformatted(text), *b = cJSON_PrintUnformatted(tree);
+        fprintf(stderr, "text: %s\ntree: %s\n", a, b);
+        free(a);
+        free(b);
+    }
+    cJSON_Delete(text);
+    cJSON_Delete(tree);
+    return same ? 1 : -1;
+}
+
+static void text_path_writes_what_the_tree_path_builds(void)
+{
+    const char *ctx = "{\"p\":{\"t\":{\"service\":\"api\",\"cfg\":{\"a\":1,\"b\":{\"c\":2}}}},"
+                      "\"l\":[{\"t\":{\"tenant\":\"acme\",\"cfg\":{\"b\":{\"d\":3}}},\"d\":\"user-1\","
+                      "\"s\":\"0190a4b2-6f3e-7c1d-8e2f-123456789abc\"}],"
+                      "\"b\":[{\"t\":1763719200000,\"c\":\"http\",\"m\":\"GET /\"}]}";
+    strcpy(ingest_shm.exe, "/usr/bin/host");
+    memcpy(ingest_shm.cmdline, "host\0--flag", 12);
+    ingest_shm.cmdline_len = 12;
+    ingest_shm.host_pid = 42;
+    ingest_shm.host_ppid = 1;
+    ingest_text = tattle__ingest_text_new(&ingest_cfg, &ingest_shm);
+    CHECK(ingest_text);
+    CHECK(text_matches_tree("order", "", "{\"seq\":1,\"amount\":42.5}", ctx, 0) == 1);
+    CHECK(text_matches_tree("order", "", "", ctx, 0) == 1);
+    CHECK(text_matches_tree("order", "", "{}", ctx, 0) == 1);
+    CHECK(text_matches_tree("order", "", " { \"a\" : 1 , \"b\" : [ 1 , 2 ] } ", ctx, 0) == 1);
+    CHECK(text_matches_tree("order", "", "{\"a\":{\"b\":[1,{\"c\":\"x,}]\"}]},\"s\":\"q\\\"u}\",\"t\":true}", ctx,
+                            0) == 1);
+    CHECK(text_matches_tree("order", "explicit-user", "{\"x\":null}", ctx, 7) == 1);
+    CHECK(text_matches_tree("quote\"and\\slash", "", "", "", 0) == 1); /* anonymous, no context */
+    CHECK(text_matches_tree("order", "", "", "{\"l\":[{\"t\":{\"k\":1}}]}", 0) == 1); /* another context */
+    CHECK(text_matches_tree("order", "", "", ctx, 0) == 1);                             /* and back */
+    /* Declined: the tree path decides these. */
+    CHECK(text_matches_tree("order", "", "{\"tenant\":\"other\"}", ctx, 0) == 0);
+    CHECK(text_matches_tree("order", "", "{\"Tenant\":\"other\"}", ctx, 0) == 0);
+    CHECK(text_matches_tree("order", "", "{\"$session_id\":\"x\"}", ctx, 0) == 0);
+    CHECK(text_matches_tree("order", "", "{\"pid\":1}", ctx, 0) == 0);
+    CHECK(text_matches_tree("order", "", "{\"\\u0024lib\":\"x\"}", ctx, 0) == 0);
+    CHECK(text_matches_tree("order", "", "{\"a\":1,\"a\":2}", ctx, 0) == 0);
+    CHECK(text_matches_tree("order", "", "{\"$tattle_dropped_events\":1}", ctx, 0) == 0);
+    CHECK(text_matches_tree("order", "", "{\"a\":1,}", ctx, 0) == 0);
+    CHECK(text_matches_tree("order", "", "[1]", ctx, 0) == 0);
+    CHECK(text_matches_tree("$exception", "", "", ctx, 0) == 0);
+    tattle__ingest_text_free(ingest_text);
+}
+
 #define TESTS(X)                                                                                        \
     X(ring_roundtrip_keeps_order_and_bytes)                                                             \
     X(ring_full_drops_and_counts)                                                                       \
@@ -166,7 +279,8 @@ static void config_defaults_and_bad_values(void)
     X(ring_many_writers_one_reader_loses_nothing)                                                       \
     X(uuid_v7_has_version_variant_and_time)                                                             \
     X(debug_id_follows_posthogs_example)                                                                \
-    X(config_defaults_and_bad_values)
+    X(config_defaults_and_bad_values)                                                                   \
+    X(text_path_writes_what_the_tree_path_builds)
 
 int main(int argc, char **argv)
 {
