@@ -24,21 +24,13 @@
 #define GUARD 4096
 
 static pthread_key_t alt_key;
-static _Atomic int alt_key_state; /* 0 none, 1 being made, 2 made, 3 failed */
+static _Atomic int alt_key_state; /* for tattle__key_once */
 
 static void alt_free(void *mem);
 
 /* The key that unmaps a thread's stack when it ends, made with the first
  * thread (a host that never starts one never pays for it). */
-static int alt_key_ready(void)
-{
-    int expected = 0;
-    if (atomic_compare_exchange_strong(&alt_key_state, &expected, 1))
-        atomic_store(&alt_key_state, pthread_key_create(&alt_key, alt_free) == 0 ? 2 : 3);
-    while (atomic_load(&alt_key_state) == 1)
-        sched_yield();
-    return atomic_load(&alt_key_state) == 2;
-}
+static int alt_key_ready(void) { return tattle__key_once(&alt_key_state, &alt_key, alt_free); }
 
 /* Map a stack with a PROT_NONE guard page below it and switch to it,
  * unless the thread already has one at least as large. */

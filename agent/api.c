@@ -39,6 +39,7 @@ static __thread int in_api;
  * pay for. Unmapped when the thread exits. */
 static __thread char *record_buf;
 static pthread_key_t record_key;
+static _Atomic int record_key_state; /* made with the first record buffer */
 static _Atomic unsigned warned; /* one bit per TATTLE_E* kind */
 
 static void record_buf_free(void *p) { munmap(p, TATTLE_RING_MAX_RECORD); }
@@ -50,14 +51,14 @@ static char *thread_record_buf(void)
         if (p == MAP_FAILED)
             return NULL;
         record_buf = p;
-        pthread_setspecific(record_key, p);
+        if (tattle__key_once(&record_key_state, &record_key, record_buf_free))
+            pthread_setspecific(record_key, p);
     }
     return record_buf;
 }
 
 void tattle__api_enable(void)
 {
-    pthread_key_create(&record_key, record_buf_free);
     process_id = tattle__sys_getpid();
     agent_enabled = 1;
 }

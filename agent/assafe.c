@@ -6,6 +6,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -252,4 +254,14 @@ int tattle__dir_has_suffix(const char *dir, const char *suffix)
     }
     syscall(SYS_close, fd);
     return found;
+}
+
+int tattle__key_once(_Atomic int *state, pthread_key_t *key, void (*dtor)(void *))
+{
+    int expected = 0; /* 0 none, 1 being made, 2 made, 3 failed */
+    if (atomic_compare_exchange_strong(state, &expected, 1))
+        atomic_store(state, pthread_key_create(key, dtor) == 0 ? 2 : 3);
+    while (atomic_load(state) == 1)
+        sched_yield();
+    return atomic_load(state) == 2;
 }

@@ -4,11 +4,12 @@
  * effects), write-all with EINTR retry, number formatting without stdio,
  * bounded string copies, and futex waits on shared memory.
  * Signal context: YES. Every function here is async-signal-safe: no malloc,
- * no stdio, no locks, no lazy binding (the agent links with -z now).
+ * no stdio, no locks (tattle__key_once excepted, as it says).
  */
 #ifndef TATTLE_ASSAFE_H
 #define TATTLE_ASSAFE_H
 
+#include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -62,6 +63,11 @@ int tattle__dir_has_suffix(const char *dir, const char *suffix);
 
 uint64_t tattle__now_realtime_ns(void);
 uint64_t tattle__now_monotonic_ms(void);
+
+/* Make a pthread key once, on first use (a host that never needs it never
+ * pays for it at load). state starts at 0; returns 1 when the key exists.
+ * Not signal-safe if the same thread is inside it (it waits). */
+int tattle__key_once(_Atomic int *state, pthread_key_t *key, void (*dtor)(void *));
 
 /* Large static buffers, page-aligned: the linker sorts .bss by alignment
  * (-fdata-sections, --sort-section=alignment), so they sit apart and the

@@ -30,7 +30,23 @@ struct host_action {
     struct sigaction sa;
 };
 
-static struct host_action table[NSIG] TATTLE_LARGE_STATIC;
+/* Only the fatal signals are ever taken: a slot each, so that the table
+ * loading writes fits in the page of the other small statics. */
+static struct host_action table[7];
+
+static struct host_action *slot_of(int sig)
+{
+    switch (sig) {
+    case SIGILL: return &table[0];
+    case SIGTRAP: return &table[1];
+    case SIGABRT: return &table[2];
+    case SIGBUS: return &table[3];
+    case SIGFPE: return &table[4];
+    case SIGSEGV: return &table[5];
+    case SIGSYS: return &table[6];
+    default: return NULL;
+    }
+}
 static _Atomic int writer_busy;
 static signal_fn real_signal, real_sysv_signal, real_bsd_signal, real_sigset;
 
@@ -57,13 +73,16 @@ int tattle__chain_init(void)
 
 static int is_taken(int sig)
 {
-    return sig > 0 && sig < NSIG && atomic_load_explicit(&table[sig].taken, memory_order_acquire);
+    struct host_action *h = slot_of(sig);
+    return h && atomic_load_explicit(&h->taken, memory_order_acquire);
 }
 
 static void table_write(int sig, const struct sigaction *sa)
 {
-    struct host_action *h = &table[sig];
+    struct host_action *h = slot_of(sig);
     int spins = 0;
+    if (!h)
+        return;
     /* Writers are rare; one that interrupted another on the same thread
      * must not wait forever. */
     while (atomic_exchange_explicit(&writer_busy, 1, memory_order_acquire) && ++spins < 10000)
@@ -78,8 +97,13 @@ static void table_write(int sig, const struct sigaction *sa)
 
 void tattle__chain_get(int sig, struct sigaction *out)
 {
-    struct host_action *h = &table[sig];
+    struct host_action *h = slot_of(sig);
     int tries;
+    if (!h) {
+        memset(out, 0, sizeof *out);
+        out->sa_handler = SIG_DFL;
+        return;
+    }
     for (tries = 0; tries < 10000; tries++) {
         unsigned s1 = atomic_load_explicit(&h->seq, memory_order_acquire);
         if (s1 & 1)
@@ -103,10 +127,10 @@ void tattle__chain_reset(int sig)
 int tattle__chain_take(int sig, const struct sigaction *ours)
 {
     struct sigaction old;
-    if (__sigaction(sig, ours, &old) != 0)
+    if (!slot_of(sig) || __sigaction(sig, ours, &old) != 0)
         return -1;
     table_write(sig, &old);
-    atomic_store_explicit(&table[sig].taken, 1, memory_order_release);
+    atomic_store_explicit(&slot_of(sig)->taken, 1, memory_order_release);
     return 0;
 }
 

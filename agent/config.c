@@ -170,9 +170,10 @@ static void reset(struct tattle_config *cfg)
 void tattle__config_load(struct tattle_config *cfg, enum tattle_config_reader reader)
 {
     int warn = reader == TATTLE_CONFIG_HOST;
-    if (cfg->parsed)
+    /* An exchange writes as it reads: a page first read, then written,
+     * would fault twice. */
+    if (__atomic_exchange_n(&cfg->parsed, 1, __ATOMIC_RELAXED))
         reset(cfg);
-    cfg->parsed = 1;
     cfg->disabled = env_bool("TATTLE_DISABLE", 0, warn);
     if (cfg->disabled)
         return;

@@ -34,8 +34,11 @@
 
 extern char **environ;
 
-static struct tattle_config config TATTLE_LARGE_STATIC;
-static char flusher_path[PATH_MAX] TATTLE_LARGE_STATIC;
+/* Loading writes the start of each: config and flusher_path pack with the
+ * small statics, flusher_env (16 KiB, a few hundred bytes used) gets pages
+ * of its own. */
+static struct tattle_config config;
+static char flusher_path[PATH_MAX];
 static char *flusher_env[MAX_ENV + 1] TATTLE_LARGE_STATIC;
 static int loaded;
 
