@@ -119,7 +119,8 @@ static int render_context(struct tattle_ingest_text *t, const char *ctx, size_t 
     memmove(text, text + 1, t->fragment_len);
     text[t->fragment_len] = 0;
     t->fragment = text;
-    memcpy(t->context.p, ctx, n);
+    if (n)
+        memcpy(t->context.p, ctx, n);
     t->context.len = n;
     t->have_context = 1;
     return 0;
@@ -130,98 +131,56 @@ static int same_context(const struct tattle_ingest_text *t, const char *ctx, siz
     return t->have_context && t->context.len == n && (n == 0 || memcmp(t->context.p, ctx, n) == 0);
 }
 
-static const char *skip_ws(const char *p, const char *end)
-{
-    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
-        p++;
-    return p;
-}
-
-/* Past the string starting at p (its opening quote). */
-static const char *skip_string(const char *p, const char *end)
-{
-    for (p++; p < end && *p != '"'; p++)
-        if (*p == '\\')
-            p++;
-    return p < end ? p + 1 : end;
-}
-
-static int ends_scalar(char c)
-{
-    return c == ',' || c == '}' || c == ']' || c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
-
-/* Past one value of text already checked to be JSON. */
-static const char *skip_value(const char *p, const char *end)
-{
-    int depth = 0;
-    if (p < end && *p == '"')
-        return skip_string(p, end);
-    if (p < end && *p != '{' && *p != '[') {
-        while (p < end && !ends_scalar(*p))
-            p++;
-        return p;
-    }
-    while (p < end) {
-        if (*p == '"') {
-            p = skip_string(p, end);
-            continue;
-        }
-        if (*p == '{' || *p == '[')
-            depth++;
-        else if ((*p == '}' || *p == ']') && --depth == 0)
-            return p + 1;
-        p++;
-    }
-    return end;
-}
+struct explicit_keys {
+    const struct tattle_ingest_text *t;
+    const char *key[MAX_KEYS];
+    size_t len[MAX_KEYS];
+    int n;
+};
 
 /* May an explicit property of this key be written as it is? Not when it
- * is escaped, too long, repeated, or one of ours. */
-static int key_is_plain(const struct tattle_ingest_text *t, const char *k, size_t n, const char *seen[],
-                        const size_t seen_len[], int nseen)
+ * is escaped, too long, repeated, or one of ours. Non-zero declines. */
+static int vet_key(void *arg, const char *k, size_t n)
 {
+    struct explicit_keys *ks = arg;
     char key[MAX_KEY_BYTES + 1];
-    if (n > MAX_KEY_BYTES || memchr(k, '\\', n))
-        return 0;
-    for (int i = 0; i < nseen; i++)
-        if (seen_len[i] == n && memcmp(seen[i], k, n) == 0)
-            return 0;
+    if (ks->n == MAX_KEYS || n > MAX_KEY_BYTES || memchr(k, '\\', n))
+        return -1;
+    for (int i = 0; i < ks->n; i++)
+        if (ks->len[i] == n && memcmp(ks->key[i], k, n) == 0)
+            return -1;
     memcpy(key, k, n);
     key[n] = 0;
     for (size_t i = 0; i < sizeof added_later / sizeof added_later[0]; i++)
         if (!strcmp(key, added_later[i]))
-            return 0;
-    return !cJSON_HasObjectItem(t->props, key);
+            return -1;
+    if (cJSON_HasObjectItem(ks->t->props, key))
+        return -1;
+    ks->key[ks->n] = k;
+    ks->len[ks->n++] = n;
+    return 0;
 }
 
-/* The members of the explicit properties object, as text between its
- * braces. 0, or -1 to decline. */
+/* The members of the explicit properties object, as the text between its
+ * braces (empty without members). 0, or -1 to decline. */
 static int explicit_members(const struct tattle_ingest_text *t, const char *p, size_t n, const char **inner,
                             size_t *inner_len)
 {
-    const char *end = p + n, *keys[MAX_KEYS];
-    size_t key_len[MAX_KEYS];
-    int nkeys = 0;
+    struct explicit_keys ks = {.t = t};
+    const char *open, *close;
     *inner_len = 0;
     if (n == 0)
         return 0;
-    if (tattle__json_check_object(p, n) != 0)
+    if (tattle__json_object_keys(p, n, vet_key, &ks) != 0)
         return -1;
-    p = skip_ws(p, end) + 1; /* past '{' */
-    *inner = p = skip_ws(p, end);
-    while (p < end && *p == '"') {
-        const char *k = p + 1, *after = skip_string(p, end);
-        if (nkeys == MAX_KEYS || !key_is_plain(t, k, (size_t)(after - 1 - k), keys, key_len, nkeys))
-            return -1;
-        keys[nkeys] = k;
-        key_len[nkeys++] = (size_t)(after - 1 - k);
-        p = skip_ws(skip_ws(after, end) + 1, end); /* past ':' */
-        p = skip_ws(skip_value(p, end), end);
-        *inner_len = (size_t)(p - *inner);
-        if (p < end && *p == ',')
-            p = skip_ws(p + 1, end);
-    }
+    if (ks.n == 0)
+        return 0;
+    open = memchr(p, '{', n);
+    close = p + n - 1;
+    while (*close != '}')
+        close--;
+    *inner = open + 1;
+    *inner_len = (size_t)(close - *inner);
     return 0;
 }
 

@@ -1,4 +1,4 @@
-/* json.c - JSON validation and escaping for the host (see json.h).
+/* json.c - JSON validation and escaping (see json.h).
  *
  * Signal context: YES. No allocation; recursion is bounded by MAX_DEPTH.
  */
@@ -147,7 +147,10 @@ static int parse_literal(struct cursor *c, const char *lit)
 
 static int parse_value(struct cursor *c, int depth);
 
-static int parse_container(struct cursor *c, int depth, char close, int is_object)
+/* on_key (objects only, may be NULL) sees each key's raw text, without its
+ * quotes; a non-zero return stops the parse as a failure. */
+static int parse_container(struct cursor *c, int depth, char close, int is_object, tattle_json_key_fn on_key,
+                           void *arg)
 {
     c->p++;
     skip_ws(c);
@@ -158,7 +161,10 @@ static int parse_container(struct cursor *c, int depth, char close, int is_objec
     for (;;) {
         skip_ws(c);
         if (is_object) {
+            const char *key = c->p + 1;
             if (c->p >= c->end || *c->p != '"' || parse_string(c) != 0)
+                return -1;
+            if (on_key && on_key(arg, key, (size_t)(c->p - 1 - key)) != 0)
                 return -1;
             skip_ws(c);
             if (c->p >= c->end || *c->p != ':')
@@ -188,8 +194,8 @@ static int parse_value(struct cursor *c, int depth)
     if (c->p >= c->end)
         return -1;
     switch (*c->p) {
-    case '{': return parse_container(c, depth, '}', 1);
-    case '[': return parse_container(c, depth, ']', 0);
+    case '{': return parse_container(c, depth, '}', 1, NULL, NULL);
+    case '[': return parse_container(c, depth, ']', 0, NULL, NULL);
     case '"': return parse_string(c);
     case 't': return parse_literal(c, "true");
     case 'f': return parse_literal(c, "false");
@@ -210,14 +216,17 @@ int tattle__json_check(const char *text, size_t len)
     return c.p == c.end ? 0 : -1;
 }
 
-int tattle__json_check_object(const char *text, size_t len)
+int tattle__json_object_keys(const char *text, size_t len, tattle_json_key_fn on_key, void *arg)
 {
     struct cursor c = {text, text + len};
     skip_ws(&c);
-    if (c.p >= c.end || *c.p != '{')
+    if (c.p >= c.end || *c.p != '{' || parse_container(&c, 0, '}', 1, on_key, arg) != 0)
         return -1;
-    return tattle__json_check(text, len);
+    skip_ws(&c);
+    return c.p == c.end ? 0 : -1;
 }
+
+int tattle__json_check_object(const char *text, size_t len) { return tattle__json_object_keys(text, len, NULL, NULL); }
 
 void tattle__out_raw(struct tattle_out *o, const char *s, size_t n)
 {

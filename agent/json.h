@@ -2,7 +2,8 @@
  *
  * Owns: strict validation of JSON values and UTF-8 (RFC 8259: no trailing
  * commas, no NaN, nesting at most 64 deep) for what the host passes to
- * tattle.h, and writing escaped JSON strings into a bounded buffer.
+ * tattle.h (and, in the flusher, the keys of explicit properties), and
+ * writing escaped JSON strings into a bounded buffer.
  * Signal context: YES. Every function is a plain loop over its input.
  */
 #ifndef TATTLE_JSON_H
@@ -14,6 +15,11 @@
 int tattle__json_check(const char *text, size_t len);
 /* 0 when text is a JSON object. */
 int tattle__json_check_object(const char *text, size_t len);
+/* The same, calling on_key with the raw text of each top-level key
+ * (escapes as written, no quotes); a non-zero return from it fails the
+ * check. The flusher's text path uses it to vet explicit properties. */
+typedef int (*tattle_json_key_fn)(void *arg, const char *key, size_t len);
+int tattle__json_object_keys(const char *text, size_t len, tattle_json_key_fn on_key, void *arg);
 /* 0 when s[0..len) is well-formed UTF-8 with no NUL. */
 int tattle__utf8_check(const char *s, size_t len);
 
