@@ -12,14 +12,7 @@
 #ifndef TATTLE_SPAWN_H
 #define TATTLE_SPAWN_H
 
-/* The descriptor numbers the flusher finds its inheritance at. */
-#define TATTLE_FLUSHER_FD_SHM 3
-#define TATTLE_FLUSHER_FD_SOCK 4
-#define TATTLE_FLUSHER_FD_HOST 5 /* a pidfd of the host */
-
-/* argv[1] of a flusher started with no region: it sends the spool (the
- * batches earlier processes left) and exits. */
-#define TATTLE_FLUSHER_SEND_SPOOL "--send-spool"
+#include "handoff.h"
 
 struct tattle_spawn {
     const char *path;

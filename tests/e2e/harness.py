@@ -218,10 +218,20 @@ class Skip(Exception):
     """A case that cannot run here (a runtime not installed): said, not passed."""
 
 
+def _work_in_scratch():
+    """Crashing programs dump core in their cwd (kernel.core_pattern "core"):
+    run every case from a scratch directory of its own, never the source tree."""
+    import atexit
+    scratch = tempfile.mkdtemp(prefix="tattle-cwd-")
+    os.chdir(scratch)
+    atexit.register(shutil.rmtree, scratch, True)
+
+
 def main(tests):
     """Run the named test (argv[1]) or all; print a closing count line.
     Exits 77 (CTest's skip code) when every case named was skipped."""
     names = sys.argv[1:] or list(tests)
+    _work_in_scratch()
     passed = failed = skipped = 0
     for name in names:
         try:
