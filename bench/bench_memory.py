@@ -36,7 +36,7 @@ def status_kib(pid, field):
 def env_for(preload, tmp, **extra):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TATTLE_", "POSTHOG_", "LD_PRELOAD"))}
     env.update({"LD_PRELOAD": preload, "TATTLE_FILE": os.path.join(tmp, "events.jsonl"),
-                "XDG_STATE_HOME": tmp, "BENCH_MEMORY_MARK": tmp})
+                "XDG_STATE_HOME": tmp})
     env.update(extra)
     return env
 
@@ -52,7 +52,7 @@ def find_flusher(mark, timeout=5.0):
                     if f.read().strip() != "tattle-flusher":
                         continue
                 with open("/proc/%s/environ" % pid, "rb") as f:
-                    if ("BENCH_MEMORY_MARK=" + mark).encode() in f.read().split(b"\0"):
+                    if ("TATTLE_FILE=%s/events.jsonl" % mark).encode() in f.read().split(b"\0"):
                         return int(pid)
             except OSError:
                 continue

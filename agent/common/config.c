@@ -1,13 +1,16 @@
-/* config.c - environment parsing and defaults (see config.h).
+/* config.c - parsing settings and their defaults (see config.h; where the
+ * text comes from is settings.c).
  *
  * Signal context: NO.
  */
 #include "config.h"
+#include "settings.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void warn_once(int warn, const char *name, const char *value, const char *why)
 {
@@ -18,7 +21,7 @@ static void warn_once(int warn, const char *name, const char *value, const char 
 /* A boolean: 1/0, true/false, yes/no, on/off. */
 static int env_bool(const char *name, int def, int warn)
 {
-    const char *v = getenv(name);
+    const char *v = tattle__setting(name);
     if (!v || !*v)
         return def;
     if (!strcmp(v, "1") || !strcasecmp(v, "true") || !strcasecmp(v, "yes") || !strcasecmp(v, "on"))
@@ -31,7 +34,7 @@ static int env_bool(const char *name, int def, int warn)
 
 static int env_int(const char *name, int def, int lo, int hi, int warn)
 {
-    const char *v = getenv(name);
+    const char *v = tattle__setting(name);
     char *end;
     long n;
     if (!v || !*v)
@@ -49,10 +52,15 @@ static int env_int(const char *name, int def, int lo, int hi, int warn)
 
 int tattle__config_state_dir(char *buf, size_t cap)
 {
-    const char *xdg = getenv("XDG_STATE_HOME");
-    const char *home = getenv("HOME");
+    const char *own = tattle__setting("TATTLE_STATE_DIR");
+    const char *xdg = tattle__setting("XDG_STATE_HOME");
+    const char *home = tattle__setting("HOME");
     int n;
-    if (xdg && xdg[0] == '/')
+    if (own && own[0] == '/')
+        n = snprintf(buf, cap, "%s", own);
+    else if (tattle__settings_secure())
+        n = snprintf(buf, cap, "%s/%u", TATTLE_SYSTEM_STATE_DIR, (unsigned)geteuid());
+    else if (xdg && xdg[0] == '/')
         n = snprintf(buf, cap, "%s/tattle", xdg);
     else if (home && home[0] == '/')
         n = snprintf(buf, cap, "%s/.local/state/tattle", home);
@@ -75,7 +83,7 @@ static __attribute__((noinline)) void state_path(char *out, size_t cap, const ch
 
 static void load_file_path(struct tattle_config *cfg, int warn, int with_default)
 {
-    const char *v = getenv("TATTLE_FILE");
+    const char *v = tattle__setting("TATTLE_FILE");
     if (v && *v) {
         if (strlen(v) >= sizeof cfg->file_path) {
             warn_once(warn, "TATTLE_FILE", v, "path too long; using the default");
@@ -91,7 +99,7 @@ static void load_file_path(struct tattle_config *cfg, int warn, int with_default
 
 static void load_distinct_id(struct tattle_config *cfg, int warn)
 {
-    const char *v = getenv("TATTLE_DISTINCT_ID");
+    const char *v = tattle__setting("TATTLE_DISTINCT_ID");
     if (!v || !*v)
         return;
     if (strlen(v) > TATTLE_DISTINCT_ID_MAX) {
@@ -103,7 +111,7 @@ static void load_distinct_id(struct tattle_config *cfg, int warn)
 
 const char *tattle__config_api_key(void)
 {
-    const char *v = getenv("POSTHOG_API_KEY");
+    const char *v = tattle__setting("POSTHOG_API_KEY");
     size_t i;
     if (!v || !*v)
         return NULL;
@@ -113,11 +121,42 @@ const char *tattle__config_api_key(void)
     return v;
 }
 
+/* scheme://[userinfo@]host... -> the authority's start, its end. */
+static const char *authority(const char *url, const char **end)
+{
+    const char *a = strstr(url, "://");
+    a = a ? a + 3 : url;
+    *end = a + strcspn(a, "/?#");
+    return a;
+}
+
+void tattle__config_url_shown(const char *url, char *out, size_t cap)
+{
+    const char *end, *a = authority(url, &end), *at = memchr(a, '@', (size_t)(end - a));
+    if (!at) {
+        snprintf(out, cap, "%s", url);
+        return;
+    }
+    snprintf(out, cap, "%.*s%s", (int)(a - url), url, at + 1);
+}
+
+int tattle__config_url_is_loopback(const char *url)
+{
+    const char *end, *a = authority(url, &end), *at = memchr(a, '@', (size_t)(end - a));
+    size_t n;
+    if (at)
+        a = at + 1;
+    n = strcspn(a, ":/?#");
+    if (a[0] == '[') /* [::1] */
+        return !strncmp(a, "[::1]", 5);
+    return (n == 9 && !strncmp(a, "localhost", 9)) || !strncmp(a, "127.", 4);
+}
+
 /* The key is never echoed: not even into a warning. */
 static void load_http(struct tattle_config *cfg, int warn)
 {
-    const char *v = getenv("POSTHOG_API_KEY");
-    const char *host = getenv("POSTHOG_HOST");
+    const char *v = tattle__setting("POSTHOG_API_KEY");
+    const char *host = tattle__setting("POSTHOG_HOST");
     size_t n;
     if (!v || !*v)
         return;
@@ -138,12 +177,16 @@ static void load_http(struct tattle_config *cfg, int warn)
     n = strlen(cfg->posthog_host);
     while (n > 0 && cfg->posthog_host[n - 1] == '/')
         cfg->posthog_host[--n] = 0;
+    tattle__config_url_shown(cfg->posthog_host, cfg->posthog_host_shown, sizeof cfg->posthog_host_shown);
+    if (warn && !strncmp(host, "http://", 7) && !tattle__config_url_is_loopback(cfg->posthog_host))
+        fprintf(stderr, "tattle: POSTHOG_HOST %s is plain http: the API key and events travel unencrypted\n",
+                cfg->posthog_host_shown);
     cfg->http_enabled = 1;
 }
 
 static void load_spool(struct tattle_config *cfg, int warn, int with_default)
 {
-    const char *v = getenv("TATTLE_SPOOL_DIR");
+    const char *v = tattle__setting("TATTLE_SPOOL_DIR");
     cfg->spool_max_bytes = (long long)env_int("TATTLE_SPOOL_MAX_MB", 64, 1, 1 << 20, warn) << 20;
     cfg->linger_ms = env_int("TATTLE_LINGER_MS", 5000, 0, 600000, warn);
     if (v && *v) {
@@ -165,6 +208,7 @@ static void reset(struct tattle_config *cfg)
 {
     cfg->disabled = cfg->file_explicit = cfg->http_enabled = 0;
     cfg->file_path[0] = cfg->distinct_id[0] = cfg->posthog_host[0] = cfg->spool_dir[0] = 0;
+    cfg->posthog_host_shown[0] = 0;
 }
 
 void tattle__config_load(struct tattle_config *cfg, enum tattle_config_reader reader)

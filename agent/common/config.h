@@ -1,6 +1,8 @@
-/* config.h - tattle's configuration, read from the environment only.
+/* config.h - tattle's configuration: the settings parsed and checked.
  *
- * Owns: the list of TATTLE_* variables, their defaults and their validation.
+ * Owns: the list of TATTLE_* settings, their defaults and their validation.
+ * Their text comes from the environment or /etc/tattle/tattle.conf
+ * (settings.h says which counts where).
  * The host parses the few settings it needs at load time; the flusher parses
  * the rest (paths, sinks). A malformed value gets one line on stderr (from
  * the host only) and the default.
@@ -31,6 +33,7 @@ struct tattle_config {
     int parsed;                /* an earlier parse is in here */
     char distinct_id[TATTLE_DISTINCT_ID_MAX + 1]; /* TATTLE_DISTINCT_ID, may be "" */
     char posthog_host[512];    /* POSTHOG_HOST, default https://us.i.posthog.com, no trailing '/' */
+    char posthog_host_shown[512]; /* the same without user:password@: what is printed */
     char file_path[PATH_MAX];  /* TATTLE_FILE, else (flusher) the default path; may be "" */
     char spool_dir[PATH_MAX];  /* TATTLE_SPOOL_DIR, else <state dir>/spool (may be "") */
 };
@@ -51,8 +54,17 @@ void tattle__config_load(struct tattle_config *cfg, enum tattle_config_reader re
  * backslash, at most TATTLE_API_KEY_MAX bytes), else NULL. */
 const char *tattle__config_api_key(void);
 
-/* The default state directory: $XDG_STATE_HOME/tattle or ~/.local/state/tattle.
- * Returns 0, or -1 when neither variable gives an absolute path. */
+/* Where privileged programs keep state (one directory per effective uid). */
+#define TATTLE_SYSTEM_STATE_DIR "/var/lib/tattle"
+
+/* The default state directory: TATTLE_STATE_DIR, else in a secure-execution
+ * process TATTLE_SYSTEM_STATE_DIR/<euid>, else $XDG_STATE_HOME/tattle or
+ * ~/.local/state/tattle. Returns 0, or -1 when there is no absolute path. */
 int tattle__config_state_dir(char *buf, size_t cap);
+
+/* url without its userinfo (user:password@), for printing. */
+void tattle__config_url_shown(const char *url, char *out, size_t cap);
+/* Does url name 127.0.0.0/8, localhost or [::1]? */
+int tattle__config_url_is_loopback(const char *url);
 
 #endif

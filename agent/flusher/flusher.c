@@ -22,6 +22,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -202,7 +204,7 @@ static void crash_note(struct flusher *f, int r, char *note, size_t cap)
     if (f->cfg.file_path[0])
         k = snprintf(note, cap, "written to %.3000s", f->cfg.file_path);
     if (f->delivery && k >= 0 && (size_t)k < cap)
-        snprintf(note + k, cap - (size_t)k, "%squeued for %.300s (spool %.300s)", k ? "; " : "", f->cfg.posthog_host,
+        snprintf(note + k, cap - (size_t)k, "%squeued for %.300s (spool %.300s)", k ? "; " : "", f->cfg.posthog_host_shown,
                  f->spool.dir);
 }
 
@@ -385,6 +387,29 @@ static void detach_from_host_signals(void)
     sigaction(SIGHUP, &ign, NULL);
 }
 
+/* Its loader names this symbol to any copy of libtattle.so that
+ * /etc/ld.so.preload puts into this process: that copy stays inert, so a
+ * flusher never runs the agent inside itself. */
+__attribute__((used, visibility("default"))) const int tattle_flusher_process = 1;
+
+/* Nobody reads the flusher's memory: it holds the host's stack copy and the
+ * API key. No core file (the key would be in it), no ptrace or /proc/PID/fd
+ * for other processes of the user. Started by a privileged host
+ * (TATTLE_SECURE=1, euid 0), it also takes the effective ids as its real
+ * ones, so the invoking user can neither signal nor inspect it. */
+static void protect_self(void)
+{
+    struct rlimit none = {0, 0};
+    const char *sec = getenv("TATTLE_SECURE");
+    setrlimit(RLIMIT_CORE, &none);
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    if (sec && !strcmp(sec, "1") && geteuid() == 0) {
+        gid_t g = getegid();
+        if (setresgid(g, g, g) != 0 || setresuid(0, 0, 0) != 0)
+            _exit(1);
+    }
+}
+
 static uint32_t pass_started(void *arg)
 {
     struct flusher *f = arg;
@@ -447,6 +472,7 @@ static int send_spool_only(struct flusher *f)
 int main(int argc, char **argv)
 {
     struct flusher f = {0};
+    protect_self();
     detach_from_host_signals();
     tattle__config_load(&f.cfg, TATTLE_CONFIG_FLUSHER);
     if (argc > 1 && !strcmp(argv[1], TATTLE_FLUSHER_SEND_SPOOL))

@@ -24,22 +24,22 @@
 #include "json.h"
 #include "assafe.h"
 #include "config.h"
+#include "flusher_env.h"
 #include "hooks.h"
 #include "link.h"
+#include "settings.h"
 #include "signals.h"
 
 #define FLUSHER_NAME "tattle-flusher"
 #define LIBRARY_NAME "libtattle.so"
-#define MAX_ENV 2048
-
-extern char **environ;
+/* Defined by tattle-flusher: this copy of the agent was preloaded into the
+ * flusher itself (/etc/ld.so.preload) and stays inert there. */
+extern const int tattle_flusher_process __attribute__((weak, visibility("default")));
 
 /* Loading writes the start of each: config and flusher_path pack with the
- * small statics, flusher_env (16 KiB, a few hundred bytes used) gets pages
- * of its own. */
+ * small statics. */
 static struct tattle_config config;
 static char flusher_path[PATH_MAX];
-static char *flusher_env[MAX_ENV + 1] TATTLE_LARGE_STATIC;
 static int loaded;
 
 /* The flusher sits beside libtattle.so (build tree and installed tree):
@@ -96,17 +96,6 @@ static int find_flusher(void)
     return find_flusher_by_realpath(info.dli_fname);
 }
 
-/* The host's environment without LD_PRELOAD: the flusher runs unhooked. */
-static void build_flusher_env(void)
-{
-    size_t n = 0;
-    char **e;
-    for (e = environ; e && *e && n < MAX_ENV; e++)
-        if (strncmp(*e, "LD_PRELOAD=", 11) != 0)
-            flusher_env[n++] = *e;
-    flusher_env[n] = NULL;
-}
-
 void tattle__api_enable(void);
 void tattle__api_after_fork(void);
 
@@ -150,13 +139,13 @@ static __attribute__((noinline)) void load_env_tags(const char *tags)
  * process layer for programs that are not rebuilt. */
 static void load_process_layer(void)
 {
-    const char *tags = getenv("TATTLE_TAGS");
+    const char *tags = tattle__setting("TATTLE_TAGS");
     const char *v;
     if (tags && *tags)
         load_env_tags(tags);
-    if ((v = getenv("TATTLE_RELEASE")) && *v)
+    if ((v = tattle__setting("TATTLE_RELEASE")) && *v)
         env_string_tag("TATTLE_RELEASE", "release", v);
-    if ((v = getenv("TATTLE_ENVIRONMENT")) && *v)
+    if ((v = tattle__setting("TATTLE_ENVIRONMENT")) && *v)
         env_string_tag("TATTLE_ENVIRONMENT", "environment", v);
     if (config.distinct_id[0])
         tattle__process_set_distinct(config.distinct_id);
@@ -170,17 +159,47 @@ static void after_fork_child(void)
     tattle__link_forget();
 }
 
+/* A setuid, setgid or file-capability program. Nothing of its environment
+ * counts; it is reported only when the root-owned configuration file says
+ * TATTLE_REPORT_PRIVILEGED=1 and its effective uid is root, so that the
+ * flusher it starts runs as root where the invoking user can neither read
+ * nor change it. Then it prints no report (the invoking user would learn
+ * its memory layout) and keeps its state under TATTLE_SYSTEM_STATE_DIR.
+ * Returns 1 when the agent stays inert. */
+static int privileged_stays_inert(char *state_dir, size_t cap)
+{
+    const char *opt = tattle__setting("TATTLE_REPORT_PRIVILEGED");
+    if (!opt || strcmp(opt, "1") != 0 || geteuid() != 0)
+        return 1;
+    config.stderr_report = 0;
+    return tattle__config_state_dir(state_dir, cap) != 0;
+}
+
+/* Said once, by ordinary processes only. */
+static void say_file_problem(void)
+{
+    const char *why = tattle__settings_file_problem();
+    if (why[0])
+        fprintf(stderr, "tattle: ignoring " TATTLE_CONF_PATH ": %s\n", why);
+}
+
 __attribute__((constructor)) static void tattle_load(void)
 {
+    char state_dir[PATH_MAX];
+    int secure;
+    if (&tattle_flusher_process)
+        return;
+    secure = tattle__settings_init();
+    if (!secure)
+        say_file_problem();
     tattle__config_load(&config, TATTLE_CONFIG_HOST);
-    if (config.disabled)
+    if (config.disabled || (secure && privileged_stays_inert(state_dir, sizeof state_dir)))
         return;
     if (find_flusher() != 0) {
         flusher_path[0] = 0;
         tattle__write_str(2, "tattle: tattle-flusher not found beside libtattle.so; crashes will not be reported\n");
     }
-    build_flusher_env();
-    tattle__link_init(flusher_path[0] ? flusher_path : NULL, flusher_env);
+    tattle__link_init(flusher_path[0] ? flusher_path : NULL, tattle__flusher_env_build(secure, secure ? state_dir : NULL));
     tattle__hooks_init();
     tattle__breadcrumbs_init((unsigned)config.max_breadcrumbs);
     load_process_layer();

@@ -157,7 +157,7 @@ def missing_flusher_never_hangs_or_changes_the_death(box):
 
 
 def find_flusher(token):
-    """The flusher serving our host: it inherits the host's environment."""
+    """The flusher serving our host: its environment names the host's sink."""
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
@@ -177,8 +177,8 @@ def find_flusher(token):
 def crash_after_the_flusher_was_killed(box):
     """A dead flusher must not turn SIGSEGV into SIGPIPE, nor lose the crash:
     the handler starts a new flusher and hands it the same record."""
-    token = "tattle-test-%d" % os.getpid()
-    env = box.agent_env(TATTLE_TEST_TOKEN=token)
+    token = "TATTLE_FILE=%s\0" % box.events_path
+    env = box.agent_env()
     p = subprocess.Popen([os.path.join(h.BUILD, "tests", "ctx"), "crash_after_flusher_killed"], env=env,
                          cwd=box.dir, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:

@@ -1,0 +1,140 @@
+/* settings.c - the system configuration file, secure execution and the
+ * environment (see settings.h).
+ *
+ * Signal context: NO.
+ */
+#include "settings.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/auxv.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define CONF_MAX 16384
+#define CONF_ENTRIES 64
+
+struct conf_entry {
+    const char *name, *value;
+};
+
+/* Zero until a file is read: a host without one touches none of it. */
+static char conf_text[CONF_MAX];
+static struct conf_entry conf[CONF_ENTRIES];
+static int conf_count, secure, initialized;
+static char conf_problem[160];
+
+/* Owned by root, not writable by group or others. */
+static int trusted(const struct stat *st)
+{
+    return st->st_uid == 0 && !(st->st_mode & (S_IWGRP | S_IWOTH));
+}
+
+static void problem(const char *why)
+{
+    snprintf(conf_problem, sizeof conf_problem, "%s", why);
+}
+
+static char *trim(char *s, char *end)
+{
+    while (s < end && (*s == ' ' || *s == '\t'))
+        s++;
+    while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
+        *--end = 0;
+    return s;
+}
+
+/* NAME=value lines; '#' starts a comment line. Names are [A-Z0-9_]. */
+static void parse(char *text)
+{
+    char *line = text, *next;
+    for (; line && *line; line = next) {
+        char *eq, *name, *nl = strchr(line, '\n');
+        next = nl ? nl + 1 : NULL;
+        if (nl)
+            *nl = 0;
+        name = trim(line, line + strlen(line));
+        if (!*name || *name == '#' || !(eq = strchr(name, '=')) || eq == name)
+            continue;
+        *eq = 0;
+        trim(name, eq);
+        if (strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") != strlen(name) || conf_count >= CONF_ENTRIES)
+            continue;
+        conf[conf_count].name = name;
+        conf[conf_count].value = trim(eq + 1, eq + 1 + strlen(eq + 1));
+        conf_count++;
+    }
+}
+
+static void read_conf(void)
+{
+    struct stat st, dst;
+    char dir[sizeof TATTLE_CONF_PATH];
+    ssize_t n;
+    int fd = open(TATTLE_CONF_PATH, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ELOOP)
+            problem("it is a symbolic link");
+        return; /* absent or unreadable to this user: no file */
+    }
+    memcpy(dir, TATTLE_CONF_PATH, sizeof dir);
+    *strrchr(dir, '/') = 0;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+        problem("not a regular file");
+    else if (!trusted(&st))
+        problem("not owned by root, or writable by group or others");
+    else if (stat(dir, &dst) != 0 || !trusted(&dst))
+        problem("its directory is not owned by root, or is writable by group or others");
+    else if (st.st_size >= CONF_MAX)
+        problem("larger than 16 KiB");
+    else if ((n = read(fd, conf_text, CONF_MAX - 1)) >= 0) {
+        conf_text[n] = 0;
+        parse(conf_text);
+    }
+    close(fd);
+}
+
+int tattle__settings_init(void)
+{
+    if (initialized)
+        return secure;
+    initialized = 1;
+    secure = getauxval(AT_SECURE) != 0;
+    read_conf();
+    return secure;
+}
+
+int tattle__settings_secure(void)
+{
+    return secure;
+}
+
+static const char *from_file(const char *name)
+{
+    int i;
+    for (i = conf_count - 1; i >= 0; i--) /* the last line wins */
+        if (!strcmp(conf[i].name, name))
+            return conf[i].value;
+    return NULL;
+}
+
+const char *tattle__setting(const char *name)
+{
+    const char *v = secure ? NULL : getenv(name);
+    return v ? v : from_file(name);
+}
+
+const char *tattle__setting_source(const char *name)
+{
+    if (!secure && getenv(name))
+        return "environment";
+    return from_file(name) ? TATTLE_CONF_PATH : NULL;
+}
+
+const char *tattle__settings_file_problem(void)
+{
+    return conf_problem;
+}
