@@ -40,6 +40,7 @@
 #include "shm.h"
 #include "sink_file.h"
 #include "spool.h"
+#include "statedir.h"
 #include "symbolize.h"
 #include "transport_posthog.h"
 #include "unwind.h"
@@ -50,6 +51,7 @@ struct flusher {
     int sock;    /* the doorbell, or -1 once the host closed it */
     int host_fd; /* pidfd, or -1 */
     int host_gone;
+    int spool_err; /* why the spool could not be used (-errno), or 0 */
     struct tattle_symbolizer *sym; /* the host's modules, for handled exceptions */
     struct tattle_ingest_text *text; /* the fast path for plain events, or NULL */
     char *batch;                   /* JSON lines not yet committed */
@@ -96,7 +98,7 @@ static void commit_problem(struct flusher *f, const char *what, const char *wher
     if (f->commit_failed)
         return;
     if (err)
-        snprintf(msg, sizeof msg, "%s %.160s (%s)", what, where, strerror(-err));
+        snprintf(msg, sizeof msg, "%s %.160s (%s)", what, where, tattle__state_strerror(-err));
     else
         snprintf(msg, sizeof msg, "%s", what);
     notice(f, msg);
@@ -123,7 +125,9 @@ static int commit(struct flusher *f, int sync)
         commit_problem(f, "cannot write", f->cfg.file_path, file_r);
     if (spool_r < 0)
         commit_problem(f, "cannot write the spool in", f->spool.dir, spool_r);
-    if (file_r > 0 && spool_r > 0)
+    if (file_r > 0 && spool_r > 0 && f->spool_err)
+        commit_problem(f, "cannot use the spool directory", f->cfg.spool_dir, f->spool_err);
+    else if (file_r > 0 && spool_r > 0)
         commit_problem(f, "events have nowhere to go: set TATTLE_FILE (neither $XDG_STATE_HOME nor $HOME is set)"
                           " or POSTHOG_API_KEY", NULL, 0);
     f->commit_failed = file_r != 0 && spool_r != 0;
@@ -435,7 +439,8 @@ static void start_delivery(struct flusher *f)
     r = f->cfg.spool_dir[0] ? tattle__spool_open(&f->spool, f->cfg.spool_dir, f->cfg.spool_max_bytes) : -ENOENT;
     if (r != 0) {
         snprintf(msg, sizeof msg, "cannot use the spool directory %.160s (%s); nothing is sent",
-                 f->cfg.spool_dir[0] ? f->cfg.spool_dir : "(set TATTLE_SPOOL_DIR)", strerror(-r));
+                 f->cfg.spool_dir[0] ? f->cfg.spool_dir : "(set TATTLE_SPOOL_DIR)", tattle__state_strerror(-r));
+        f->spool_err = r;
         notice(f, msg);
         return;
     }

@@ -16,7 +16,10 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/random.h>
 #include <zlib.h>
+
+#include "statedir.h"
 
 #define HEADER_MAX 96
 
@@ -32,29 +35,15 @@ uint32_t tattle__spool_crc(const char *p, size_t n)
     return (uint32_t)crc;
 }
 
-static int mkdir_private(const char *dir)
+/* (Re)open the directory by statedir.h's rules. */
+static int open_dir(struct tattle_spool *s)
 {
-    char buf[PATH_MAX];
-    char *p;
-    struct stat st;
-    snprintf(buf, sizeof buf, "%s", dir);
-    for (p = buf + 1; *p; p++) {
-        if (*p == '/') {
-            *p = 0;
-            mkdir(buf, 0700);
-            *p = '/';
-        }
-    }
-    if (mkdir(buf, 0700) != 0 && errno != EEXIST)
-        return -errno;
-    if (stat(buf, &st) != 0)
-        return -errno;
-    if (!S_ISDIR(st.st_mode))
-        return -ENOTDIR;
-    if (st.st_uid != geteuid())
-        return -EPERM;
-    if ((st.st_mode & 077) && chmod(buf, 0700) != 0)
-        return -errno;
+    int fd = tattle__statedir_open(s->dir, 1);
+    if (fd < 0)
+        return fd;
+    if (s->dirfd >= 0)
+        close(s->dirfd);
+    s->dirfd = fd;
     return 0;
 }
 
@@ -62,25 +51,41 @@ int tattle__spool_open(struct tattle_spool *s, const char *dir, long long max_by
 {
     const char *nosync = getenv("TATTLE_SPOOL_NOSYNC");
     memset(s, 0, sizeof *s);
+    s->dirfd = -1;
     if (!dir || dir[0] != '/' || strlen(dir) >= sizeof s->dir)
         return -EINVAL;
     strcpy(s->dir, dir);
     s->max_bytes = max_bytes;
     s->sync = !(nosync && !strcmp(nosync, "1"));
-    return mkdir_private(dir);
+    /* Names carry a random tag, not a pid: flushers in other PID
+     * namespaces may share the directory. */
+    if (getrandom(&s->tag, sizeof s->tag, GRND_NONBLOCK) != sizeof s->tag)
+        s->tag = (uint32_t)getpid() ^ (uint32_t)time(NULL);
+    return open_dir(s);
 }
 
-static void path_of(const struct tattle_spool *s, const char *name, char *out, size_t cap)
+void tattle__spool_close(struct tattle_spool *s)
 {
-    snprintf(out, cap, "%s/%.95s", s->dir, name);
+    if (s->dirfd >= 0)
+        close(s->dirfd);
+    s->dirfd = -1;
+}
+
+/* A fresh listing of the directory (its own file offset). */
+static DIR *list_dir(struct tattle_spool *s)
+{
+    int fd = openat(s->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d && fd >= 0)
+        close(fd);
+    return d;
 }
 
 int tattle__spool_lock_sender(struct tattle_spool *s)
 {
-    char path[PATH_MAX + 96];
-    int fd;
-    path_of(s, ".sender.lock", path, sizeof path);
-    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    int fd = tattle__statefile_open(s->dirfd, ".sender.lock", O_RDWR);
+    if (fd == -TATTLE_ESYMLINK || fd == -TATTLE_ENOTREG || fd == -TATTLE_EOWNER || fd == -TATTLE_ELINKS)
+        return 0; /* planted by someone else: send nothing from here */
     if (fd < 0)
         return 1; /* no lock to be had: send anyway, claims still hold */
     if (flock(fd, LOCK_EX | LOCK_NB) == 0)
@@ -111,15 +116,41 @@ static int write_all_fd(int fd, const char *p, size_t n)
     return 0;
 }
 
-static int write_file(struct tattle_spool *s, const char *tmp, const char *body, size_t len, unsigned count)
+/* A new hidden temporary file, locked while it is written (the sweep
+ * leaves locked ones alone). Returns a descriptor or -errno. */
+static int create_tmp(struct tattle_spool *s, char *name, size_t cap)
+{
+    int fd;
+    snprintf(name, cap, ".tmp-%08x-%08x", s->tag, atomic_fetch_add(&s->seq, 1) + 1);
+    fd = openat(s->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        int e = errno;
+        name[0] = 0; /* not ours: never unlinked */
+        return -e;
+    }
+    flock(fd, LOCK_EX | LOCK_NB);
+    return fd;
+}
+
+/* Move tmp into place; never over an existing file. */
+static int publish(struct tattle_spool *s, const char *tmp, const char *name, int replace)
+{
+    if (!replace && renameat2(s->dirfd, tmp, s->dirfd, name, RENAME_NOREPLACE) == 0)
+        return 0;
+    if (!replace && errno != EINVAL && errno != ENOSYS)
+        return -errno;
+    return renameat(s->dirfd, tmp, s->dirfd, name) == 0 ? 0 : -errno;
+}
+
+static int write_file(struct tattle_spool *s, char *tmp, size_t cap, const char *body, size_t len, unsigned count)
 {
     char header[HEADER_MAX];
     int hl = snprintf(header, sizeof header, "tattle-spool 1 %u %zu %08x\n", count, len,
                       tattle__spool_crc(body, len));
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    int fd = create_tmp(s, tmp, cap);
     int r;
     if (fd < 0)
-        return -errno;
+        return fd;
     r = write_all_fd(fd, header, (size_t)hl);
     if (r == 0 && fault_mid_write()) {
         (void)write_all_fd(fd, body, len / 2);
@@ -135,26 +166,43 @@ static int write_file(struct tattle_spool *s, const char *tmp, const char *body,
 
 static void sync_dir(const struct tattle_spool *s)
 {
-    int fd;
-    if (!s->sync)
-        return;
-    fd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
+    if (s->sync)
+        fsync(s->dirfd);
 }
 
+/* n hex digits at p? */
+static int hex_run(const char *p, int n)
+{
+    int i;
+    for (i = 0; i < n; i++)
+        if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f')))
+            return 0;
+    return 1;
+}
+
+/* Only names the spool makes are ever read, renamed or deleted:
+ *   batch     <16 hex>-<8 hex>-<8 hex>.batch
+ *   rejected  <16 hex>-<8 hex>-<8 hex>.rejected
+ *   damaged   <16 hex>-<8 hex>-<8 hex>.batch.damaged
+ *   dropped   <8 hex>-<8 hex>.dropped
+ *   temporary .tmp-<8 hex>-<8 hex> */
 static int is_batch_name(const char *n, const char *suffix)
 {
-    size_t len = strlen(n), sl = strlen(suffix);
-    return n[0] != '.' && len > sl && len < 96 && !strcmp(n + len - sl, suffix);
+    return strlen(n) == 34 + strlen(suffix) && hex_run(n, 16) && n[16] == '-' && hex_run(n + 17, 8) &&
+           n[25] == '-' && hex_run(n + 26, 8) && !strcmp(n + 34, suffix);
+}
+
+static int is_pair_name(const char *n, const char *prefix, const char *suffix)
+{
+    size_t p = strlen(prefix);
+    return strlen(n) == p + 17 + strlen(suffix) && !strncmp(n, prefix, p) && hex_run(n + p, 8) &&
+           n[p + 8] == '-' && hex_run(n + p + 9, 8) && !strcmp(n + p + 17, suffix);
 }
 
 static int is_kept_name(const char *n)
 {
     return is_batch_name(n, TATTLE_SPOOL_SUFFIX) || is_batch_name(n, TATTLE_SPOOL_REJECTED) ||
-           is_batch_name(n, TATTLE_SPOOL_DAMAGED);
+           is_batch_name(n, TATTLE_SPOOL_SUFFIX TATTLE_SPOOL_DAMAGED);
 }
 
 static int by_name(const void *a, const void *b)
@@ -165,7 +213,7 @@ static int by_name(const void *a, const void *b)
 /* Every batch, kept or rejected, oldest first. */
 static size_t list_suffixes(struct tattle_spool *s, char (*names)[96], size_t cap, int with_rejected)
 {
-    DIR *d = opendir(s->dir);
+    DIR *d = list_dir(s);
     struct dirent *e;
     size_t n = 0;
     if (!d)
@@ -201,14 +249,15 @@ static unsigned header_count(int fd)
 /* Bytes held by every kept batch: one pass, no list. */
 static long long spool_bytes(struct tattle_spool *s)
 {
-    DIR *d = opendir(s->dir);
+    DIR *d = list_dir(s);
     struct dirent *e;
     long long total = 0;
     if (!d)
         return 0;
     while ((e = readdir(d))) {
         struct stat st;
-        if (is_kept_name(e->d_name) && fstatat(dirfd(d), e->d_name, &st, 0) == 0)
+        if (is_kept_name(e->d_name) && fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+            S_ISREG(st.st_mode))
             total += st.st_size;
     }
     closedir(d);
@@ -228,17 +277,14 @@ static unsigned enforce_bound(struct tattle_spool *s)
         return 0;
     n = list_suffixes(s, names, MAX_FILES, 1);
     for (i = 0; i < n && total > s->max_bytes; i++) {
-        char path[PATH_MAX + 96];
         struct stat st;
-        int fd;
-        path_of(s, names[i], path, sizeof path);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
+        int fd = tattle__statefile_read(s->dirfd, names[i]);
         if (fd < 0)
             continue;
         if (flock(fd, LOCK_EX | LOCK_NB) == 0 && fstat(fd, &st) == 0 && st.st_nlink > 0) {
             dropped += header_count(fd);
             total -= st.st_size;
-            unlink(path);
+            unlinkat(s->dirfd, names[i], 0);
         }
         close(fd);
     }
@@ -248,25 +294,23 @@ static unsigned enforce_bound(struct tattle_spool *s)
 
 int tattle__spool_write(struct tattle_spool *s, const char *body, size_t len, unsigned count, unsigned *dropped)
 {
-    char tmp[PATH_MAX + 96], path[PATH_MAX + 96], name[96];
+    char tmp[64] = "", name[96];
     struct timespec ts;
     int r;
-    unsigned seq = atomic_fetch_add(&s->seq, 1) + 1;
     *dropped = 0;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    snprintf(name, sizeof name, ".tmp-%d-%u", (int)getpid(), seq);
-    path_of(s, name, tmp, sizeof tmp);
-    snprintf(name, sizeof name, "%016llx-%08x-%08x" TATTLE_SPOOL_SUFFIX,
-             (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec, (unsigned)getpid(),
-             seq);
-    path_of(s, name, path, sizeof path);
-    r = write_file(s, tmp, body, len, count);
-    if (r == -ENOENT && mkdir_private(s->dir) == 0)
-        r = write_file(s, tmp, body, len, count);
-    if (r == 0 && rename(tmp, path) != 0)
-        r = -errno;
+    r = write_file(s, tmp, sizeof tmp, body, len, count);
+    if (r == -ENOENT && open_dir(s) == 0) /* the directory was removed under us */
+        r = write_file(s, tmp, sizeof tmp, body, len, count);
+    if (r == 0) {
+        clock_gettime(CLOCK_REALTIME, &ts);
+        snprintf(name, sizeof name, "%016llx-%08x-%08x" TATTLE_SPOOL_SUFFIX,
+                 (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec, s->tag,
+                 atomic_fetch_add(&s->seq, 1) + 1);
+        r = publish(s, tmp, name, 0);
+    }
     if (r != 0) {
-        unlink(tmp);
+        if (tmp[0])
+            unlinkat(s->dirfd, tmp, 0);
         return r;
     }
     sync_dir(s);
@@ -311,13 +355,13 @@ static int read_batch(int fd, struct tattle_spool_batch *b)
 
 int tattle__spool_claim(struct tattle_spool *s, const char *name, struct tattle_spool_batch *b)
 {
-    char path[PATH_MAX + 96];
     struct stat st;
     int fd;
     memset(b, 0, sizeof *b);
     b->fd = -1;
-    path_of(s, name, path, sizeof path);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (!is_batch_name(name, TATTLE_SPOOL_SUFFIX))
+        return 0;
+    fd = tattle__statefile_read(s->dirfd, name);
     if (fd < 0)
         return 0;
     /* Holding the lock on a file that is still linked: ours alone. A file
@@ -329,9 +373,9 @@ int tattle__spool_claim(struct tattle_spool *s, const char *name, struct tattle_
     snprintf(b->name, sizeof b->name, "%s", name);
     b->fd = fd;
     if (read_batch(fd, b) != 0) {
-        char damaged[PATH_MAX + 112];
-        snprintf(damaged, sizeof damaged, "%s%s", path, TATTLE_SPOOL_DAMAGED);
-        rename(path, damaged);
+        char damaged[128];
+        snprintf(damaged, sizeof damaged, "%s%s", name, TATTLE_SPOOL_DAMAGED);
+        renameat(s->dirfd, name, s->dirfd, damaged);
         close(fd);
         b->fd = -1;
         return -1;
@@ -341,26 +385,20 @@ int tattle__spool_claim(struct tattle_spool *s, const char *name, struct tattle_
 
 void tattle__spool_done(struct tattle_spool *s, struct tattle_spool_batch *b)
 {
-    char path[PATH_MAX + 96];
-    path_of(s, b->name, path, sizeof path);
-    unlink(path);
+    unlinkat(s->dirfd, b->name, 0);
     tattle__spool_release(b);
 }
 
 int tattle__spool_replace(struct tattle_spool *s, struct tattle_spool_batch *b, const char *body, size_t len,
                           unsigned count)
 {
-    char tmp[PATH_MAX + 96], path[PATH_MAX + 96], name[64];
-    int r;
-    snprintf(name, sizeof name, ".tmp-%d-%u", (int)getpid(), atomic_fetch_add(&s->seq, 1) + 1);
-    path_of(s, name, tmp, sizeof tmp);
-    path_of(s, b->name, path, sizeof path);
-    r = write_file(s, tmp, body, len, count);
-    if (r == 0 && rename(tmp, path) != 0)
-        r = -errno;
-    if (r != 0)
-        unlink(tmp);
-    else
+    char tmp[64] = "";
+    int r = write_file(s, tmp, sizeof tmp, body, len, count);
+    if (r == 0)
+        r = publish(s, tmp, b->name, 1);
+    if (r != 0 && tmp[0])
+        unlinkat(s->dirfd, tmp, 0);
+    else if (r == 0)
         sync_dir(s);
     tattle__spool_release(b);
     return r;
@@ -377,11 +415,10 @@ void tattle__spool_release(struct tattle_spool_batch *b)
 
 void tattle__spool_reject(struct tattle_spool *s, struct tattle_spool_batch *b)
 {
-    char path[PATH_MAX + 96], kept[PATH_MAX + 112];
+    char kept[128];
     size_t n = strlen(b->name) - strlen(TATTLE_SPOOL_SUFFIX);
-    path_of(s, b->name, path, sizeof path);
-    snprintf(kept, sizeof kept, "%s/%.*s%s", s->dir, (int)n, b->name, TATTLE_SPOOL_REJECTED);
-    rename(path, kept);
+    snprintf(kept, sizeof kept, "%.*s%s", (int)n, b->name, TATTLE_SPOOL_REJECTED);
+    renameat(s->dirfd, b->name, s->dirfd, kept);
     tattle__spool_release(b);
 }
 
@@ -389,89 +426,72 @@ void tattle__spool_reject(struct tattle_spool *s, struct tattle_spool_batch *b)
 
 void tattle__spool_save_dropped(struct tattle_spool *s, unsigned dropped)
 {
-    char tmp[PATH_MAX + 96], path[PATH_MAX + 96], name[64], text[16];
-    int fd, n = snprintf(text, sizeof text, "%u\n", dropped);
-    unsigned seq = atomic_fetch_add(&s->seq, 1) + 1;
-    snprintf(name, sizeof name, ".tmp-%d-%u", (int)getpid(), seq);
-    path_of(s, name, tmp, sizeof tmp);
-    snprintf(name, sizeof name, "%d-%u" DROPPED_SUFFIX, (int)getpid(), seq);
-    path_of(s, name, path, sizeof path);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    char tmp[64], name[64], text[16];
+    int n = snprintf(text, sizeof text, "%u\n", dropped);
+    int fd = create_tmp(s, tmp, sizeof tmp);
     if (fd < 0)
         return;
-    if (write_all_fd(fd, text, (size_t)n) == 0 && rename(tmp, path) == 0) {
+    snprintf(name, sizeof name, "%08x-%08x" DROPPED_SUFFIX, s->tag, atomic_fetch_add(&s->seq, 1) + 1);
+    if (write_all_fd(fd, text, (size_t)n) == 0 && publish(s, tmp, name, 0) == 0) {
         close(fd);
         return;
     }
     close(fd);
-    unlink(tmp);
+    unlinkat(s->dirfd, tmp, 0);
 }
 
 unsigned tattle__spool_take_dropped(struct tattle_spool *s)
 {
-    DIR *d = opendir(s->dir);
+    DIR *d = list_dir(s);
     struct dirent *e;
     unsigned total = 0;
     if (!d)
         return 0;
     while ((e = readdir(d))) {
-        char path[PATH_MAX + 96], mine[PATH_MAX + 96], name[64], text[16] = "";
+        char mine[64], text[16] = "";
         unsigned n = 0;
         int fd;
-        if (!is_batch_name(e->d_name, DROPPED_SUFFIX))
+        if (!is_pair_name(e->d_name, "", DROPPED_SUFFIX))
             continue;
         /* Renaming it away is the claim: only one flusher succeeds. */
-        path_of(s, e->d_name, path, sizeof path);
-        snprintf(name, sizeof name, ".tmp-%d-%u", (int)getpid(), atomic_fetch_add(&s->seq, 1) + 1);
-        path_of(s, name, mine, sizeof mine);
-        if (rename(path, mine) != 0)
+        snprintf(mine, sizeof mine, ".tmp-%08x-%08x", s->tag, atomic_fetch_add(&s->seq, 1) + 1);
+        if (renameat(s->dirfd, e->d_name, s->dirfd, mine) != 0)
             continue;
-        fd = open(mine, O_RDONLY | O_CLOEXEC);
+        fd = tattle__statefile_read(s->dirfd, mine);
         if (fd >= 0) {
-            if (read(fd, text, sizeof text - 1) > 0 && sscanf(text, "%u", &n) == 1)
+            if (read(fd, text, sizeof text - 1) > 0 && sscanf(text, "%u", &n) == 1 && n < 100000000u)
                 total += n;
             close(fd);
         }
-        unlink(mine);
+        unlinkat(s->dirfd, mine, 0);
     }
     closedir(d);
     return total;
 }
 
-/* Dead, or a zombie nobody has reaped yet. */
-static int process_gone(int pid)
-{
-    char path[64], stat[256];
-    FILE *f;
-    int gone = 0;
-    if (kill(pid, 0) != 0)
-        return errno == ESRCH;
-    snprintf(path, sizeof path, "/proc/%d/stat", pid);
-    f = fopen(path, "re");
-    if (!f)
-        return 0;
-    if (fgets(stat, sizeof stat, f)) {
-        char *paren = strrchr(stat, ')');
-        gone = paren && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X');
-    }
-    fclose(f);
-    return gone;
-}
-
+/* Temporary files whose writer died: unlocked, and not empty (a writer
+ * locks its file before it writes a byte, so an unlocked file with bytes in
+ * it has no writer) or over a minute old. Works across PID namespaces,
+ * unlike a pid in the name. */
 void tattle__spool_sweep(struct tattle_spool *s)
 {
-    DIR *d = opendir(s->dir);
+    DIR *d = list_dir(s);
     struct dirent *e;
+    time_t now = time(NULL);
     if (!d)
         return;
     while ((e = readdir(d))) {
-        int pid;
-        unsigned seq;
-        if (sscanf(e->d_name, ".tmp-%d-%u", &pid, &seq) == 2 && pid > 0 && process_gone(pid)) {
-            char path[PATH_MAX + 96];
-            path_of(s, e->d_name, path, sizeof path);
-            unlink(path);
-        }
+        struct stat st;
+        int fd;
+        if (!is_pair_name(e->d_name, ".tmp-", ""))
+            continue;
+        fd = openat(s->dirfd, e->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && flock(fd, LOCK_EX | LOCK_NB) == 0 &&
+            fstat(fd, &st) == 0 && (st.st_size > 0 || now - st.st_mtime > 60))
+            unlinkat(s->dirfd, e->d_name, 0);
+        close(fd);
     }
     closedir(d);
 }

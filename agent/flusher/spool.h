@@ -29,6 +29,8 @@
 
 struct tattle_spool {
     char dir[PATH_MAX];
+    int dirfd;    /* opened by statedir.h's rules; every name is relative to it */
+    uint32_t tag; /* random, in every file name this process makes */
     long long max_bytes;
     _Atomic unsigned seq; /* the writer and the sender both write batches */
     int sync; /* fdatasync batches (default 1) */
@@ -49,8 +51,10 @@ struct tattle_spool_batch {
  * time. Returns 1 when taken, 0 when another process holds it. */
 int tattle__spool_lock_sender(struct tattle_spool *s);
 
-/* Create (0700) or adopt the directory. Returns 0 or -errno. */
+/* Create (0700) or adopt the directory (statedir.h: no link followed, owned
+ * by us, never chmodded). Returns 0, -errno or -TATTLE_E*. */
 int tattle__spool_open(struct tattle_spool *s, const char *dir, long long max_bytes);
+void tattle__spool_close(struct tattle_spool *s);
 
 /* Write count lines (body, each ending in '\n') as one batch. Then enforce
  * the size bound; *dropped gets the number of events it dropped.

@@ -83,7 +83,7 @@ def a_read_only_disk_is_said_once(box):
     mnt = os.path.join(box.dir, "mnt")
     os.makedirs(mnt)
     env = box.agent_env(TATTLE_FILE=os.path.join(mnt, "events.jsonl"))
-    crash, capture = crash_and_capture(box, lambda argv: in_mount_ns("mount -t tmpfs -o ro none " + mnt, argv),
+    crash, capture = crash_and_capture(box, lambda argv: in_mount_ns("mount -t tmpfs -o ro,mode=0700 none " + mnt, argv),
                                        agent_env=env)
     h.check("NOT saved" in crash.stderr, "the crash report says the event was not saved", crash.stderr[-1500:])
     h.check(any("cannot write" in line and "Read-only" in line for line in agent_lines(capture.stderr)),
@@ -95,7 +95,7 @@ def a_full_disk_is_said_once(box):
     need_unshare("-m")
     mnt = os.path.join(box.dir, "mnt")
     os.makedirs(mnt)
-    fill = "mount -t tmpfs -o size=64k none %s && (cat /dev/zero > %s/fill 2>/dev/null; true)" % (mnt, mnt)
+    fill = "mount -t tmpfs -o size=64k,mode=0700 none %s && (cat /dev/zero > %s/fill 2>/dev/null; true)" % (mnt, mnt)
     env = box.agent_env(TATTLE_FILE=os.path.join(mnt, "events.jsonl"))
     crash, capture = crash_and_capture(box, lambda argv: in_mount_ns(fill, argv), agent_env=env)
     h.check("NOT saved" in crash.stderr, "the crash report says the event was not saved", crash.stderr[-1500:])

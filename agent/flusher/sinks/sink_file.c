@@ -13,47 +13,75 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-/* mkdir -p of path's parent, new directories private to the user. */
-static void make_parents(const char *path)
+#include "statedir.h"
+
+/* The file's directory, opened by the rules of statedir.h. */
+static int open_parent(const char *path, const char **leaf)
 {
     char dir[PATH_MAX];
-    char *p;
-    if (strlen(path) >= sizeof dir)
+    const char *slash = strrchr(path, '/');
+    if (path[0] != '/' || !slash || !slash[1] || (size_t)(slash - path) >= sizeof dir)
+        return -EINVAL;
+    memcpy(dir, path, (size_t)(slash - path));
+    dir[slash - path] = 0;
+    *leaf = slash + 1;
+    return tattle__statedir_open(slash == path ? "/" : dir, 1);
+}
+
+/* A short write must not leave half a line for the next event to join:
+ * cut it off if nobody appended since, else end it with a newline. */
+static void undo_partial(int fd, off_t before, size_t written)
+{
+    struct stat st;
+    if (!written)
         return;
-    strcpy(dir, path);
-    p = strrchr(dir, '/');
-    if (!p || p == dir)
+    if (fstat(fd, &st) == 0 && st.st_size == before + (off_t)written && ftruncate(fd, before) == 0)
         return;
-    *p = 0;
-    for (p = dir + 1; *p; p++) {
-        if (*p == '/') {
-            *p = 0;
-            mkdir(dir, 0700);
-            *p = '/';
+    (void)!write(fd, "\n", 1);
+}
+
+/* Write all of line and its newline; on failure -errno (ENOSPC, EIO...). */
+static int append_all(int fd, const char *line, size_t len)
+{
+    struct iovec iov[2] = {{(void *)line, len}, {(void *)"\n", 1}};
+    struct stat st;
+    size_t total = len + 1, done = 0;
+    off_t before = fstat(fd, &st) == 0 ? st.st_size : 0;
+    while (done < total) {
+        ssize_t n;
+        if (done < len)
+            n = writev(fd, iov, 2);
+        else
+            n = write(fd, "\n", 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            int e = n < 0 ? errno : EIO;
+            undo_partial(fd, before, done);
+            return -e;
+        }
+        done += (size_t)n;
+        if (done < len) { /* the rest of the line, then the newline */
+            iov[0].iov_base = (char *)line + done;
+            iov[0].iov_len = len - done;
         }
     }
-    mkdir(dir, 0700);
+    return 0;
 }
 
 int tattle__sink_file_append(const char *path, const char *line, size_t len, int sync)
 {
-    struct iovec iov[2] = {{(void *)line, len}, {(void *)"\n", 1}};
-    ssize_t n;
-    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0 && errno == ENOENT) {
-        make_parents(path);
-        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-    }
+    const char *leaf;
+    int r, fd, dir = open_parent(path, &leaf);
+    if (dir < 0)
+        return dir;
+    fd = tattle__statefile_open(dir, leaf, O_APPEND);
+    close(dir);
     if (fd < 0)
-        return -errno;
-    n = writev(fd, iov, 2);
-    if (n != (ssize_t)(len + 1)) {
-        int e = n < 0 ? errno : EIO;
-        close(fd);
-        return -e;
-    }
-    if (sync)
+        return fd;
+    r = append_all(fd, line, len);
+    if (r == 0 && sync)
         fdatasync(fd);
     close(fd);
-    return 0;
+    return r;
 }
