@@ -184,6 +184,31 @@ static int explicit_members(const struct tattle_ingest_text *t, const char *p, s
     return 0;
 }
 
+/* Checked JSON text without the whitespace between its tokens: an event is
+ * one line, whatever the caller's formatting (raw newlines would split it
+ * in the events file and make PostHog refuse the whole batch). */
+static void out_compact(struct tattle_out *o, const char *p, size_t n)
+{
+    size_t i, from = 0;
+    int in_string = 0;
+    for (i = 0; i < n; i++) {
+        char c = p[i];
+        if (in_string) {
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_string = 0;
+        } else if (c == '"') {
+            in_string = 1;
+        } else if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+            tattle__out_raw(o, p + from, i - from);
+            from = i + 1;
+        }
+    }
+    if (from < n)
+        tattle__out_raw(o, p + from, n - from);
+}
+
 /* A NUL-terminated copy of a record string that is safe to write here. */
 static int plain_id(const char *s, uint32_t n, char out[MAX_ID + 1])
 {
@@ -236,7 +261,7 @@ size_t tattle__ingest_text(struct tattle_ingest_text *t, const void *rec, size_t
     tattle__out_str(&o, uuid);
     tattle__out_str(&o, "\",\"properties\":{");
     if (inner_len) {
-        tattle__out_raw(&o, inner, inner_len);
+        out_compact(&o, inner, inner_len);
         tattle__out_raw(&o, ",", 1);
     }
     tattle__out_raw(&o, t->fragment, t->fragment_len);

@@ -208,6 +208,10 @@ static int text_matches_tree(const char *name, const char *distinct, const char 
     int same;
     if (n == 0)
         return 0;
+    if (memchr(line, '\n', n) || memchr(line, '\r', n)) {
+        fprintf(stderr, "not one line: %.*s\n", (int)n, line);
+        return -1;
+    }
     text = cJSON_ParseWithLength(line, n);
     tree = tattle__ingest(&ingest_cfg, &ingest_shm, buf, rlen, no_symbolizer, NULL);
     if (!text || !tree) {
@@ -251,6 +255,7 @@ static void text_path_writes_what_the_tree_path_builds(void)
     CHECK(text_matches_tree("order", "", "", ctx, 0) == 1);
     CHECK(text_matches_tree("order", "", "{}", ctx, 0) == 1);
     CHECK(text_matches_tree("order", "", " { \"a\" : 1 , \"b\" : [ 1 , 2 ] } ", ctx, 0) == 1);
+    CHECK(text_matches_tree("order", "", "{\n  \"plan\": \"pro \\n x\",\r\n\t\"seats\": [\n 3\n ]\n}\n", ctx, 0) == 1);
     CHECK(text_matches_tree("order", "", "{\"a\":{\"b\":[1,{\"c\":\"x,}]\"}]},\"s\":\"q\\\"u}\",\"t\":true}", ctx,
                             0) == 1);
     CHECK(text_matches_tree("order", "explicit-user", "{\"x\":null}", ctx, 7) == 1);
