@@ -31,6 +31,7 @@ struct tattle_config {
     int linger_ms;             /* TATTLE_LINGER_MS, default 5000: delivery after the host is gone */
     long long spool_max_bytes; /* TATTLE_SPOOL_MAX_MB, default 64 */
     int parsed;                /* an earlier parse is in here */
+    int test_die_mid_record;   /* TATTLE_TEST_FAULT=die-mid-record (tests only) */
     char distinct_id[TATTLE_DISTINCT_ID_MAX + 1]; /* TATTLE_DISTINCT_ID, may be "" */
     char posthog_host[512];    /* POSTHOG_HOST, default https://us.i.posthog.com, no trailing '/' */
     char posthog_host_shown[512]; /* the same without user:password@: what is printed */

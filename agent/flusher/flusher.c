@@ -212,9 +212,42 @@ static void crash_note(struct flusher *f, int r, char *note, size_t cap)
                  f->spool.dir);
 }
 
+/* The shared region is the host's to write, and a host may lie or die
+ * mid-write: every length is clamped to its array and every string ends
+ * within its own, in the flusher's copy. */
+#define TERMINATE(a) ((a)[sizeof(a) - 1] = 0)
+
+static void clamp_header(struct tattle_shm *shm)
+{
+    if (shm->cmdline_len > TATTLE_CMDLINE_MAX)
+        shm->cmdline_len = TATTLE_CMDLINE_MAX;
+    TERMINATE(shm->exe);
+}
+
+static void clamp_crash(struct tattle_crash *c)
+{
+    if (c->stack_len > TATTLE_STACK_COPY)
+        c->stack_len = TATTLE_STACK_COPY;
+    if (c->maps_len > TATTLE_MAPS_MAX)
+        c->maps_len = TATTLE_MAPS_MAX;
+    if (c->context_len > TATTLE_CONTEXT_MAX)
+        c->context_len = TATTLE_CONTEXT_MAX;
+    if (c->abort_kind > TATTLE_ABORT_CXX)
+        c->abort_kind = TATTLE_ABORT_NONE;
+    TERMINATE(c->thread_name);
+    TERMINATE(c->abort_msg);
+    TERMINATE(c->assert_expr);
+    TERMINATE(c->assert_file);
+    TERMINATE(c->assert_func);
+    TERMINATE(c->cxx_type);
+    TERMINATE(c->cxx_what);
+}
+
 static void process_crash(struct flusher *f)
 {
-    struct tattle_crash *c = &f->shm->crash;
+    struct tattle_crash *shared = &f->shm->crash;
+    static struct tattle_crash copy;
+    struct tattle_crash *c = &copy;
     struct tattle_symbolizer *sym;
     static struct tattle_pcs pcs;
     struct tattle_stack st = {0};
@@ -222,8 +255,11 @@ static void process_crash(struct flusher *f)
     char note[4200] = "";
     const char *uuid = "";
     uint32_t ready = TATTLE_CRASH_READY;
-    if (!atomic_compare_exchange_strong(&c->state, &ready, TATTLE_CRASH_TAKEN))
+    if (!atomic_compare_exchange_strong(&shared->state, &ready, TATTLE_CRASH_TAKEN))
         return;
+    memcpy(&copy, shared, sizeof copy);
+    clamp_crash(c);
+    clamp_header(f->shm);
     sym = tattle__symbolizer_open(c->maps, c->maps_len, c->pid);
     if (sym) {
         tattle__unwind_crash(sym, c, &pcs);
@@ -235,8 +271,9 @@ static void process_crash(struct flusher *f)
         commit(f, 1); /* what came before the crash stays before it */
         crash_note(f, add_event(f, ev) == 0 ? commit(f, 1) : -1, note, sizeof note);
     }
-    c->report_len = (uint32_t)tattle__report_format(c->report, sizeof c->report, f->shm, c, &st, uuid, note);
-    atomic_store_explicit(&c->state, TATTLE_CRASH_DONE, memory_order_release);
+    shared->report_len = (uint32_t)tattle__report_format(shared->report, sizeof shared->report, f->shm, c, &st,
+                                                         uuid, note);
+    atomic_store_explicit(&shared->state, TATTLE_CRASH_DONE, memory_order_release);
     (void)send(f->sock, "d", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
     cJSON_Delete(ev);
     tattle__stack_free(&st);
@@ -334,16 +371,31 @@ static void doorbell_closed(struct flusher *f)
     atomic_store(&f->shm->flusher_polling, 1);
 }
 
-/* Without the socket: sleep on the futex, a second at a time, and look
- * at the host's pidfd in between. */
+/* How long to sleep before looking again. A record being written or a
+ * ring slot not yet published is the host's to finish (it rings when it
+ * has): look again soon, but never spin, and always look at the host's
+ * pidfd, so that a host that dies mid-record is noticed within 10 ms. */
+static int wait_ms(struct flusher *f)
+{
+    uint32_t cs = atomic_load(&f->shm->crash.state);
+    if (cs == TATTLE_CRASH_READY)
+        return 0;
+    if (cs == TATTLE_CRASH_WRITING || tattle__ring_pending(&f->shm->ring))
+        return 10;
+    return 1000;
+}
+
+/* Without the socket: sleep on the futex and look at the host's pidfd in
+ * between. */
 static void wait_on_futex(struct flusher *f)
 {
     struct pollfd host = {f->host_fd, POLLIN, 0};
     uint32_t seen = atomic_load(&f->shm->bell_futex);
+    int ms;
     atomic_store(&f->shm->flusher_sleeping, 1);
     atomic_thread_fence(memory_order_seq_cst);
-    if (!work_left(f))
-        tattle__futex_wait((volatile uint32_t *)&f->shm->bell_futex, seen, 1000);
+    if ((ms = wait_ms(f)) > 0)
+        tattle__futex_wait((volatile uint32_t *)&f->shm->bell_futex, seen, ms);
     if (f->host_fd >= 0 && poll(&host, 1, 0) > 0)
         f->host_gone = 1;
 }
@@ -352,18 +404,17 @@ static void wait_on_socket(struct flusher *f)
 {
     struct pollfd pfd[2] = {{f->sock, POLLIN, 0}, {f->host_fd, POLLIN, 0}};
     char buf[256];
+    int n;
     atomic_store(&f->shm->flusher_sleeping, 1);
     atomic_thread_fence(memory_order_seq_cst);
-    if (!work_left(f)) {
-        int n = poll(pfd, 2, 1000);
-        if (n > 0 && (pfd[0].revents & POLLIN))
-            while (recv(f->sock, buf, sizeof buf, MSG_DONTWAIT) > 0)
-                ;
-        if (n > 0 && (pfd[1].revents & POLLIN))
-            f->host_gone = 1;
-        else if (n > 0 && (pfd[0].revents & POLLHUP))
-            doorbell_closed(f);
-    }
+    n = poll(pfd, 2, wait_ms(f));
+    if (n > 0 && (pfd[0].revents & POLLIN))
+        while (recv(f->sock, buf, sizeof buf, MSG_DONTWAIT) > 0)
+            ;
+    if (n > 0 && (pfd[1].revents & POLLIN))
+        f->host_gone = 1;
+    else if (n > 0 && (pfd[0].revents & POLLHUP))
+        doorbell_closed(f);
 }
 
 static void wait_for_work(struct flusher *f)
@@ -485,6 +536,7 @@ int main(int argc, char **argv)
     f.shm = tattle__shm_attach(TATTLE_FLUSHER_FD_SHM);
     if (!f.shm)
         return 1;
+    clamp_header(f.shm);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     start_delivery(&f);
     f.sock = TATTLE_FLUSHER_FD_SOCK;

@@ -31,7 +31,9 @@ static bool memory_read(Dwfl *dwfl, Dwarf_Addr addr, Dwarf_Word *result, void *d
     const struct tattle_crash *c = ua->c;
     struct iovec local = {result, sizeof *result}, remote = {(void *)(uintptr_t)addr, sizeof *result};
     (void)dwfl;
-    if (addr >= c->stack_start && addr + sizeof *result <= c->stack_start + c->stack_len) {
+    /* Compared as offsets: addr + 8 wraps for addresses near 2^64. */
+    if (addr >= c->stack_start && c->stack_len >= sizeof *result &&
+        addr - c->stack_start <= c->stack_len - sizeof *result) {
         memcpy(result, c->stack + (addr - c->stack_start), sizeof *result);
         return true;
     }

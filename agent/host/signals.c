@@ -205,6 +205,8 @@ static void capture(int sig, siginfo_t *si, ucontext_t *uc)
     c = &shm->crash;
     if (!atomic_compare_exchange_strong(&c->state, &idle, TATTLE_CRASH_WRITING))
         return;
+    if (config->test_die_mid_record) /* as a process killed while its handler writes */
+        tattle__sys_tgkill(tattle__sys_getpid(), tattle__sys_gettid(), SIGKILL);
     fill_record(c, sig, si, uc);
     atomic_store_explicit(&c->state, TATTLE_CRASH_READY, memory_order_release);
     done = tattle__link_wait_crash(config->crash_timeout_ms);
