@@ -85,8 +85,8 @@ static void load_file_path(struct tattle_config *cfg, int warn, int with_default
 {
     const char *v = tattle__setting("TATTLE_FILE");
     if (v && *v) {
-        if (strlen(v) >= sizeof cfg->file_path) {
-            warn_once(warn, "TATTLE_FILE", v, "path too long; using the default");
+        if (strlen(v) >= sizeof cfg->file_path || v[0] != '/') {
+            warn_once(warn, "TATTLE_FILE", v, "expected an absolute path; using the default");
         } else {
             strcpy(cfg->file_path, v);
             cfg->file_explicit = 1;
