@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -184,7 +185,7 @@ static void load_http(struct tattle_config *cfg, int warn)
     cfg->http_enabled = 1;
 }
 
-static void load_spool(struct tattle_config *cfg, int warn, int with_default)
+static void load_spool_base(struct tattle_config *cfg, int warn, int with_default)
 {
     const char *v = tattle__setting("TATTLE_SPOOL_DIR");
     cfg->spool_max_bytes = (long long)env_int("TATTLE_SPOOL_MAX_MB", 64, 1, 1 << 20, warn) << 20;
@@ -199,6 +200,31 @@ static void load_spool(struct tattle_config *cfg, int warn, int with_default)
     }
     if (with_default)
         state_path(cfg->spool_dir, sizeof cfg->spool_dir, "/spool");
+}
+
+/* One queue per destination inside the spool directory, so that a batch
+ * is only ever sent where, and with the key, it was captured for: the
+ * queue's name is a 64-bit FNV-1a hash of the host and the key (the key
+ * itself is never in a file name). */
+static void per_destination(struct tattle_config *cfg)
+{
+    const char *key = tattle__config_api_key(), *p;
+    uint64_t h = 1469598103934665603ull;
+    size_t n = strlen(cfg->spool_dir);
+    for (p = cfg->posthog_host; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    h = (h ^ '\n') * 1099511628211ull;
+    for (p = key ? key : ""; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    if (n && n + 26 < sizeof cfg->spool_dir)
+        snprintf(cfg->spool_dir + n, sizeof cfg->spool_dir - n, "/posthog-%016llx", (unsigned long long)h);
+}
+
+static void load_spool(struct tattle_config *cfg, int warn, int with_default)
+{
+    load_spool_base(cfg, warn, with_default);
+    if (cfg->http_enabled)
+        per_destination(cfg);
 }
 
 /* Forget an earlier parse. Not done on the first (the struct is zeroed

@@ -36,7 +36,7 @@ class Case:
         return env
 
     def batches(self, suffix=".batch"):
-        return sorted(glob.glob(os.path.join(self.spool, "*" + suffix)))
+        return sorted(glob.glob(os.path.join(self.spool, "posthog-*", "*" + suffix)))
 
     def spooled_events(self):
         total = 0
@@ -290,13 +290,13 @@ def the_spool_survives_a_flusher_killed_mid_write(c):
     check_equal((r.exit_code, r.stdout), (0, "captured 5 errors 0\n"), "the host ends as usual")
     c.settle()
     check_equal(c.batches(), first, "the half-written batch is not in the queue")
-    check(glob.glob(os.path.join(c.spool, ".tmp-*")), "the killed writer left its temporary file")
+    check(glob.glob(os.path.join(c.spool, "posthog-*", ".tmp-*")), "the killed writer left its temporary file")
     c.server.start()
     run(["/bin/true"], env=c.env())
     events = c.wait_events(5)
     c.check_valid()
     check_equal(len(events), 5, "the first run's events arrived whole")
-    check(c.server.wait_for(lambda s: not glob.glob(os.path.join(c.spool, ".tmp-*")), 5),
+    check(c.server.wait_for(lambda s: not glob.glob(os.path.join(c.spool, "posthog-*", ".tmp-*")), 5),
           "the dead writer's temporary file was swept")
     check_equal(c.batches(".damaged"), [], "nothing was damaged")
 
@@ -431,7 +431,22 @@ def a_host_that_captures_nothing_starts_no_process(c):
     check(not os.path.exists(c.spool), "no spool directory was created")
 
 
+@case("destinations")
+def a_batch_goes_only_where_it_was_captured_for(c):
+    other = c.env(TATTLE_LINGER_MS=0, POSTHOG_API_KEY="phc_other_project", POSTHOG_HOST="http://127.0.0.1:9")
+    run([EMITTER, "1", "5", "exit"], env=other)
+    c.settle()
+    check_equal(c.spooled_events(), 5, "the other project's events wait in the spool")
+    run([EMITTER, "1", "3", "exit"], env=c.env())
+    c.wait_events(3)
+    time.sleep(1.0)  # a sender that took the other queue would have sent it by now
+    check_equal(len(c.server.accepted("burst")), 3, "only this project's events reached this server")
+    check_equal(c.spooled_events(), 5, "the other project's events still wait for their own server")
+    c.check_valid()
+
+
 TESTS = {f.__name__: f for f in [
+    a_batch_goes_only_where_it_was_captured_for,
     crash_arrives, events_arrive_in_capture_order_per_thread, sigkill_after_1000_captures_loses_nothing,
     crash_while_the_server_is_down_arrives_when_it_is_back, a_few_503s_in_a_row_cost_no_event,
     retry_after_is_honoured, unsent_batches_go_with_a_later_process,
