@@ -4,6 +4,10 @@
  */
 #include "assafe.h"
 
+#include <limits.h>
+#include <poll.h>
+#include <sys/socket.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -68,7 +72,43 @@ int tattle__write_all(int fd, const void *buf, size_t len)
     return 0;
 }
 
-void tattle__write_str(int fd, const char *s) { (void)tattle__write_all(fd, s, tattle__strlen(s)); }
+/* Never blocks past the deadline: wait for room with poll, then write at
+ * most PIPE_BUF bytes, which a pipe with room takes without blocking (a
+ * stderr pipe nobody drains must not hang the host). A socket is written
+ * with MSG_DONTWAIT. The descriptor's flags are never changed: they belong
+ * to every process that shares it. */
+int tattle__write_bounded(int fd, const void *buf, size_t len, int timeout_ms)
+{
+    const char *p = buf;
+    uint64_t deadline = tattle__now_monotonic_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+    while (len > 0) {
+        struct pollfd pfd = {fd, POLLOUT, 0};
+        uint64_t now = tattle__now_monotonic_ms();
+        int wait = now >= deadline ? 0 : (int)(deadline - now);
+        size_t chunk = len < PIPE_BUF ? len : PIPE_BUF;
+        ssize_t n;
+        int r = poll(&pfd, 1, wait);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return r == 0 ? -ETIMEDOUT : -errno;
+        if (pfd.revents & (POLLERR | POLLNVAL))
+            return -EIO;
+        n = send(fd, p, chunk, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n < 0 && errno == ENOTSOCK)
+            n = write(fd, p, chunk);
+        if (n < 0) {
+            if (errno == EINTR || errno == EAGAIN)
+                continue;
+            return -errno;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+void tattle__write_str(int fd, const char *s) { (void)tattle__write_bounded(fd, s, tattle__strlen(s), 200); }
 
 size_t tattle__fmt_u64(char *buf, uint64_t v)
 {

@@ -29,7 +29,11 @@ void tattle__futex_wake(volatile uint32_t *word);
 
 /* write(2) until done; retries EINTR and short writes. Returns 0 or -errno. */
 int tattle__write_all(int fd, const void *buf, size_t len);
-/* Write a NUL-terminated string (a literal, or formatted by the helpers below). */
+/* write(2) that never waits past timeout_ms for room (poll, then at most
+ * PIPE_BUF bytes at a time). Returns 0 or -errno (-ETIMEDOUT). */
+int tattle__write_bounded(int fd, const void *buf, size_t len, int timeout_ms);
+/* Write a NUL-terminated string (a literal, or formatted by the helpers
+ * below), waiting at most 200 ms for room. */
 void tattle__write_str(int fd, const char *s);
 
 /* Format into buf (at least 21 bytes for dec, 19 for hex). Return length. */

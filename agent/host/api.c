@@ -300,7 +300,7 @@ static int put_record(uint16_t kind, const char *name, const char *distinct, con
     if (pos < 0)
         return pos == -2 ? TATTLE_ETOOBIG : TATTLE_ENOBUFS;
     tattle__link_doorbell();
-    tattle__link_print_notice(); /* two loads unless the flusher has something to say */
+    tattle__link_print_notice(0); /* two loads unless the flusher has something to say; never waits */
     return 0;
 }
 

@@ -23,18 +23,28 @@ static struct abort_msg **glibc_abort_msg;
 static __thread const char *assert_expr, *assert_file, *assert_func;
 static __thread unsigned int assert_line;
 static __thread int assert_errnum = -1;
-static __thread const void *thrown_type; /* std::type_info * */
-static __thread void *thrown_object;
+/* This thread has thrown or rethrown: libstdc++'s per-thread exception
+ * state exists, so reading it allocates nothing (a thread's first access
+ * to the TLS of a dlopened libstdc++ calls malloc, which deadlocks in a
+ * handler that interrupted malloc: glibc's heap-corruption aborts). */
+static __thread int eh_touched;
 
 typedef void (*assert_fail_fn)(const char *, const char *, unsigned int, const char *);
 typedef void (*assert_perror_fn)(int, const char *, unsigned int, const char *);
 typedef void (*cxa_throw_fn)(void *, void *, void (*)(void *));
 typedef void (*cxa_rethrow_fn)(void);
 typedef const void *(*cxa_current_type_fn)(void);
+/* std::current_exception(): an exception_ptr (one pointer to the thrown
+ * object) returned through a hidden pointer, as its destructor is not
+ * trivial. It only counts a reference: no allocation. */
+typedef void *(*cxa_primary_fn)(void **out);
+typedef void (*rethrow_exception_fn)(void *);
 
 static _Atomic(cxa_throw_fn) real_cxa_throw;
 static _Atomic(cxa_rethrow_fn) real_cxa_rethrow;
 static _Atomic(cxa_current_type_fn) cxa_current_type;
+static _Atomic(cxa_primary_fn) cxa_current_primary;
+static _Atomic(rethrow_exception_fn) real_rethrow_exception;
 static const void *std_exception_type; /* typeinfo for std::exception */
 
 void tattle__hooks_init(void)
@@ -90,6 +100,8 @@ static void resolve_cxx_helpers(const void *caller)
     if (!atomic_load(&cxa_current_type))
         atomic_store(&cxa_current_type,
                      (cxa_current_type_fn)resolve_cxx("__cxa_current_exception_type", caller));
+    if (!atomic_load(&cxa_current_primary))
+        atomic_store(&cxa_current_primary, (cxa_primary_fn)resolve_cxx("_ZSt17current_exceptionv", caller));
     if (!std_exception_type)
         std_exception_type = resolve_cxx("_ZTISt9exception", caller);
 }
@@ -102,8 +114,7 @@ EXPORT void __cxa_throw(void *obj, void *type, void (*dest)(void *))
         resolve_cxx_helpers(__builtin_return_address(0));
         atomic_store(&real_cxa_throw, real);
     }
-    thrown_type = type;
-    thrown_object = obj;
+    eh_touched = 1;
     real(obj, type, dest);
     __builtin_unreachable();
 }
@@ -116,7 +127,25 @@ EXPORT void __cxa_rethrow(void)
         resolve_cxx_helpers(__builtin_return_address(0));
         atomic_store(&real_cxa_rethrow, real);
     }
+    eh_touched = 1;
     real();
+    __builtin_unreachable();
+}
+
+/* std::rethrow_exception(std::exception_ptr): futures and promises deliver
+ * exceptions this way, without __cxa_throw. The exception_ptr is passed by
+ * invisible reference (it has a non-trivial destructor). */
+EXPORT void _ZSt17rethrow_exceptionNSt15__exception_ptr13exception_ptrE(void *ptr)
+{
+    rethrow_exception_fn real = atomic_load_explicit(&real_rethrow_exception, memory_order_relaxed);
+    if (!real) {
+        real = (rethrow_exception_fn)resolve_cxx("_ZSt17rethrow_exceptionNSt15__exception_ptr13exception_ptrE",
+                                                 __builtin_return_address(0));
+        resolve_cxx_helpers(__builtin_return_address(0));
+        atomic_store(&real_rethrow_exception, real);
+    }
+    eh_touched = 1;
+    real(ptr);
     __builtin_unreachable();
 }
 
@@ -140,19 +169,25 @@ typedef const char *(*what_fn)(const void *);
 static void fill_cxx(struct tattle_crash *c)
 {
     cxa_current_type_fn current = atomic_load(&cxa_current_type);
-    const void *type = current ? current() : NULL;
+    cxa_primary_fn primary = atomic_load(&cxa_current_primary);
+    const void *type;
     const char *name;
     void *obj;
-    if (!type)
+    if (!eh_touched || !current)
+        return;
+    if (!(type = current()))
         return;
     name = ((const char *const *)type)[1];
     if (name && name[0] == '*')
         name++;
     copy_host_string(c->cxx_type, sizeof c->cxx_type, name);
     c->abort_kind = TATTLE_ABORT_CXX;
-    if (type != thrown_type || !std_exception_type || !thrown_object)
+    /* The current exception's own object (not the last one thrown: a
+     * rethrown exception_ptr is another). Its reference count goes up; the
+     * process is dying. */
+    obj = NULL;
+    if (!std_exception_type || !primary || (primary(&obj), !obj))
         return;
-    obj = thrown_object;
     /* Running the host's what() may fault: guard it. */
     if (tattle__signals_guard_begin() == 0) {
         do_catch_fn do_catch = (*(do_catch_fn *const *)std_exception_type)[4];

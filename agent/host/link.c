@@ -89,7 +89,7 @@ static void tell_start_failure(const char *what, int err)
     tattle__out_str(&o, " (");
     tattle__out_str(&o, why ? why : "unknown error");
     tattle__out_str(&o, "); events and crash reports are not recorded\n");
-    (void)tattle__write_all(2, line, o.len);
+    (void)tattle__write_bounded(2, line, o.len, 200);
 }
 
 /* Start a flusher on our region with a new socket. Signal-safe. */
@@ -321,7 +321,7 @@ void tattle__link_notice_seen(void)
         atomic_store(&notice_printed, atomic_load_explicit(&shm->notice_seq, memory_order_acquire));
 }
 
-void tattle__link_print_notice(void)
+void tattle__link_print_notice(int timeout_ms)
 {
     struct tattle_shm *shm = tattle__link_peek();
     uint32_t seq;
@@ -338,7 +338,7 @@ void tattle__link_print_notice(void)
     if (n > sizeof line - 2)
         n = sizeof line - 2;
     line[n++] = '\n';
-    (void)tattle__write_all(2, line, n);
+    (void)tattle__write_bounded(2, line, n, timeout_ms);
 }
 
 int tattle__link_flush(int timeout_ms)
@@ -353,7 +353,7 @@ int tattle__link_flush(int timeout_ms)
     r = wait_sunk(shm, timeout_ms);
     if (r && atomic_load(&shm->http_enabled))
         r = wait_delivered(shm, deadline);
-    tattle__link_print_notice();
+    tattle__link_print_notice(200);
     return r;
 }
 
@@ -365,7 +365,7 @@ void tattle__link_wait_exit(int timeout_ms)
     atomic_store(&shm->host_exiting, 1);
     if (timeout_ms > 0)
         wait_sunk(shm, timeout_ms);
-    tattle__link_print_notice();
+    tattle__link_print_notice(200);
 }
 
 void tattle__link_forget(void)

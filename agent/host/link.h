@@ -54,7 +54,7 @@ int tattle__link_flush(int timeout_ms);
 void tattle__link_wait_exit(int timeout_ms);
 
 /* Print the flusher's latest problem on stderr, once. Signal-safe. */
-void tattle__link_print_notice(void);
+void tattle__link_print_notice(int timeout_ms);
 
 /* The crash report already told the story: count the latest problem as
  * printed. Signal-safe. */

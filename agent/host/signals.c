@@ -166,10 +166,14 @@ static void fill_record(struct tattle_crash *c, int sig, const siginfo_t *si, co
     copy_context(c);
 }
 
+/* The most a crash report may wait for room on stderr (a pipe nobody
+ * drains): then the process dies as it would have. */
+#define REPORT_WRITE_MS 1000
+
 static void print_report(const struct tattle_crash *c)
 {
     if (config->stderr_report && c->report_len > 0 && c->report_len <= sizeof c->report)
-        (void)tattle__write_all(2, c->report, c->report_len);
+        (void)tattle__write_bounded(2, c->report, c->report_len, REPORT_WRITE_MS);
 }
 
 /* No flusher, so no stack or symbols: at least the fault, in one line. */
@@ -189,7 +193,7 @@ static void print_bare_fault(const struct tattle_crash *c)
     tattle__out_str(&o, ", pc ");
     tattle__out_str(&o, pc);
     tattle__out_str(&o, " (no stack: the flusher could not be started)\n");
-    (void)tattle__write_all(2, line, o.len);
+    (void)tattle__write_bounded(2, line, o.len, REPORT_WRITE_MS);
 }
 
 static void capture(int sig, siginfo_t *si, ucontext_t *uc)
