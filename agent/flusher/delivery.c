@@ -143,7 +143,7 @@ static enum tattle_send_outcome send_batch(struct tattle_delivery *d, struct tat
  * failure calls for a pause. */
 static enum pass_result send_pass(struct tattle_delivery *d)
 {
-    size_t n = tattle__spool_list(d->spool, d->names, LIST_MAX), i;
+    size_t n = tattle__spool_list(d->spool, d->names, LIST_MAX), i, sent = 0;
     for (i = 0; i < n; i++) {
         struct tattle_spool_batch b;
         struct tattle_send_result res;
@@ -155,11 +155,17 @@ static enum pass_result send_pass(struct tattle_delivery *d)
         switch (send_batch(d, &b, &res)) {
         case TATTLE_SENT:
             d->attempts = 0;
+            sent++;
             break;
         case TATTLE_SEND_AUTH:
             d->auth_failed = 1;
             notice(d, "PostHog refused the API key (%.60s); events are kept in %.150s until it is fixed", res.error,
                    d->spool->dir);
+            return PASS_STOPPED;
+        case TATTLE_SEND_REDIRECT:
+            d->auth_failed = 1;
+            notice(d, "PostHog answered with a redirect (%.60s), which is not followed; events are kept in %.150s"
+                      " until POSTHOG_HOST names the server itself", res.error, d->spool->dir);
             return PASS_STOPPED;
         case TATTLE_SEND_REJECTED:
             notice(d, "PostHog refused a batch (%.60s); it is kept in %.150s, not resent", res.error, d->spool->dir);
@@ -170,8 +176,9 @@ static enum pass_result send_pass(struct tattle_delivery *d)
             return PASS_BACKOFF;
         }
     }
-    /* A full listing may hide more. */
-    return n == LIST_MAX ? send_pass(d) : PASS_EMPTY;
+    /* A full listing may hide more; look again only if this one made
+     * progress (batches others hold stay where they are). */
+    return n == LIST_MAX && sent > 0 ? send_pass(d) : PASS_EMPTY;
 }
 
 /* Sleep until kicked, the backoff ends, a rescan is due or the window

@@ -318,6 +318,17 @@ int tattle__spool_write(struct tattle_spool *s, const char *body, size_t len, un
     return 0;
 }
 
+static unsigned count_lines(const char *p, size_t n)
+{
+    unsigned lines = 0;
+    const char *end = p + n;
+    while (p < end && (p = memchr(p, '\n', (size_t)(end - p)))) {
+        lines++;
+        p++;
+    }
+    return lines;
+}
+
 /* Read the whole file and check its header against its body. */
 static int read_batch(int fd, struct tattle_spool_batch *b)
 {
@@ -342,6 +353,10 @@ static int read_batch(int fd, struct tattle_spool_batch *b)
     nl = memchr(data, '\n', got);
     if (!nl || sscanf(data, "tattle-spool 1 %u %zu %x", &count, &len, &crc) != 3 ||
         (size_t)(nl + 1 - data) + len != got || tattle__spool_crc(nl + 1, len) != crc || count == 0) {
+        free(data);
+        return -1;
+    }
+    if (count_lines(nl + 1, len) != count) { /* the count is outside the CRC */
         free(data);
         return -1;
     }

@@ -32,7 +32,8 @@
 static int agent_enabled;
 static pid_t process_id;        /* refreshed in a forked child */
 static __thread pid_t thread_id; /* 0 until this thread's first record */
-static __thread int in_api;
+/* The frame of the tattle call this thread is in, or 0. */
+static __thread uintptr_t in_api;
 /* Where this thread builds its records: mapped on the thread's first
  * capture (mmap is a plain system call, so this stays signal-safe) rather
  * than in static TLS, which every thread, and every process start, would
@@ -42,7 +43,13 @@ static pthread_key_t record_key;
 static _Atomic int record_key_state; /* made with the first record buffer */
 static _Atomic unsigned warned; /* one bit per TATTLE_E* kind */
 
-static void record_buf_free(void *p) { munmap(p, TATTLE_RING_MAX_RECORD); }
+/* At thread exit. A capture from a later key destructor maps a new one. */
+static void record_buf_free(void *p)
+{
+    if (record_buf == p)
+        record_buf = NULL;
+    munmap(p, TATTLE_RING_MAX_RECORD);
+}
 
 static char *thread_record_buf(void)
 {
@@ -127,13 +134,27 @@ static int check_json(const char *s, size_t limit, int object)
     return 0;
 }
 
+/* Is this thread inside a tattle call that the current one interrupts (a
+ * signal handler's call)? A call left by siglongjmp never cleared in_api:
+ * a new call from a shallower frame on the same stack cannot be nested in
+ * it. A handler on the alternate stack is taken as nested. */
+static __attribute__((noinline)) int api_busy(uintptr_t here)
+{
+    stack_t ss;
+    if (!in_api)
+        return 0;
+    if (sigaltstack(NULL, &ss) == 0 && (ss.ss_flags & SS_ONSTACK))
+        return 1;
+    return here <= in_api;
+}
+
 #define ENTER(func)                                                                                     \
     do {                                                                                                \
         if (!agent_enabled)                                                                             \
             return 0;                                                                                   \
-        if (in_api)                                                                                     \
+        if (in_api && api_busy((uintptr_t)__builtin_frame_address(0)))                                 \
             return refuse(func, TATTLE_EBUSY);                                                          \
-        in_api = 1;                                                                                     \
+        in_api = (uintptr_t)__builtin_frame_address(0);                                                 \
     } while (0)
 #define LEAVE(func, r)                                                                                  \
     do {                                                                                                \
@@ -154,9 +175,9 @@ EXPORT int tattle_new_context(unsigned flags)
 
 EXPORT void tattle_end_context(void)
 {
-    if (!agent_enabled || in_api)
+    if (!agent_enabled || (in_api && api_busy((uintptr_t)__builtin_frame_address(0))))
         return;
-    in_api = 1;
+    in_api = (uintptr_t)__builtin_frame_address(0);
     if (tattle__context_pop() != 0)
         refuse("tattle_end_context", TATTLE_ENOCONTEXT);
     in_api = 0;

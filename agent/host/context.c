@@ -6,6 +6,7 @@
  */
 #include "context.h"
 
+#include "assafe.h"
 #include "breadcrumbs.h"
 
 #include <pthread.h>
@@ -36,6 +37,10 @@ struct context {
 
 static __thread struct context *_Atomic thread_top;
 static __thread int thread_depth;
+/* Contexts a thread leaves open are freed when it exits. */
+static pthread_key_t exit_key;
+static _Atomic int exit_key_state;
+static __thread int exit_registered;
 
 static struct tagset process_tags;
 static _Atomic(char *) process_distinct;
@@ -103,6 +108,14 @@ static void context_free(struct context *c)
     free(c);
 }
 
+static void pop_all_at_exit(void *unused)
+{
+    (void)unused;
+    while (tattle__context_pop() == 0)
+        ;
+    exit_registered = 0;
+}
+
 int tattle__context_push(unsigned flags)
 {
     struct context *c;
@@ -111,6 +124,9 @@ int tattle__context_push(unsigned flags)
     c = calloc(1, sizeof *c);
     if (!c)
         return TATTLE_ENOMEM;
+    if (!exit_registered && tattle__key_once(&exit_key_state, &exit_key, pop_all_at_exit) &&
+        pthread_setspecific(exit_key, (void *)1) == 0)
+        exit_registered = 1;
     c->parent = atomic_load_explicit(&thread_top, memory_order_relaxed);
     c->flags = flags;
     atomic_store_explicit(&thread_top, c, memory_order_release);
@@ -181,8 +197,10 @@ int tattle__process_set_distinct(const char *id)
 
 static void write_tags(struct tattle_out *o, struct tagset *ts)
 {
-    struct tag *items = atomic_load_explicit(&ts->items, memory_order_acquire);
+    /* count first: a writer publishes a grown array before the count that
+     * needs it, and a newer array holds every older entry. */
     unsigned i, n = atomic_load_explicit(&ts->count, memory_order_acquire);
+    struct tag *items = atomic_load_explicit(&ts->items, memory_order_acquire);
     tattle__out_raw(o, "{", 1);
     for (i = 0; i < n; i++) {
         if (i)

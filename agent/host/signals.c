@@ -48,6 +48,10 @@
 static const int fatal_signals[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP, SIGSYS};
 #define N_FATAL (sizeof fatal_signals / sizeof fatal_signals[0])
 
+/* The most a crash report may wait for room on stderr (a pipe nobody
+ * drains): then the process dies as it would have. */
+#define REPORT_WRITE_MS 1000
+
 static const struct tattle_config *config;
 static pid_t process_id;             /* getpid() of the process we serve */
 static _Atomic pid_t crash_owner;    /* tid of the thread doing the capture */
@@ -104,8 +108,9 @@ static int gate_enter(void)
     pid_t none = 0, me = tattle__sys_gettid();
     if (atomic_compare_exchange_strong(&crash_owner, &none, me))
         return 1;
-    /* Another thread is capturing: wait for it (bounded), then die. */
-    tattle__futex_wait((volatile uint32_t *)&crash_over, 0, 5000);
+    /* Another thread is capturing: wait for it as long as its capture may
+     * take (the crash timeout, then the report's write), then die. */
+    tattle__futex_wait((volatile uint32_t *)&crash_over, 0, config->crash_timeout_ms + REPORT_WRITE_MS + 100);
     return 0;
 }
 
@@ -165,10 +170,6 @@ static void fill_record(struct tattle_crash *c, int sig, const siginfo_t *si, co
         tattle__hooks_fill_abort(c);
     copy_context(c);
 }
-
-/* The most a crash report may wait for room on stderr (a pipe nobody
- * drains): then the process dies as it would have. */
-#define REPORT_WRITE_MS 1000
 
 static void print_report(const struct tattle_crash *c)
 {
@@ -354,4 +355,11 @@ void tattle__signals_install(const struct tattle_config *cfg)
         tattle__chain_take(fatal_signals[i], &sa);
 }
 
-void tattle__signals_after_fork(void) { process_id = tattle__sys_getpid(); }
+/* The thread that forked is alone in the child: a capture another thread
+ * of the parent had begun is not the child's. */
+void tattle__signals_after_fork(void)
+{
+    process_id = tattle__sys_getpid();
+    atomic_store(&crash_owner, 0);
+    atomic_store(&crash_over, 0);
+}

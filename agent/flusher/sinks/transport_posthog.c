@@ -182,6 +182,8 @@ static enum tattle_send_outcome classify(long status)
         return TATTLE_SEND_RETRY;
     if (status == 401 || status == 403)
         return TATTLE_SEND_AUTH;
+    if (status >= 300 && status < 400)
+        return TATTLE_SEND_REDIRECT;
     if (status == 413)
         return TATTLE_SEND_TOO_LARGE;
     return TATTLE_SEND_REJECTED;

@@ -21,7 +21,8 @@ enum tattle_send_outcome {
     TATTLE_SEND_RETRY,    /* network error, 408, 429, 5xx: try again later */
     TATTLE_SEND_AUTH,     /* 401, 403: the key is wrong; never retried */
     TATTLE_SEND_REJECTED, /* 400 and other 4xx: this batch is refused for good */
-    TATTLE_SEND_TOO_LARGE /* 413: split the batch */
+    TATTLE_SEND_TOO_LARGE, /* 413: split the batch */
+    TATTLE_SEND_REDIRECT   /* 3xx: not followed (it would carry the key elsewhere); the host is wrong */
 };
 
 struct tattle_send_result {
