@@ -217,6 +217,8 @@ __attribute__((constructor)) static void tattle_load(void)
 
 __attribute__((destructor)) static void tattle_unload(void)
 {
-    if (loaded)
-        tattle__link_wait_exit(config.exit_timeout_ms);
+    if (!loaded)
+        return;
+    tattle__signals_exit_wait();
+    tattle__link_wait_exit(config.exit_timeout_ms);
 }

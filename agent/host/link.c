@@ -57,8 +57,31 @@ static int fd_is(int fd, ino_t ino)
 
 static int sock_is_ours(void) { return fd_is(link_sock, link_sock_ino); }
 
-/* The doorbell is ours, or the host closed it and the flusher polls (or
- * is still alive, about to notice). Signal-safe. */
+/* Alive, not a zombie nobody reaped (an orphan's parent may never reap).
+ * Signal-safe: raw reads of /proc; without /proc, kill() decides. */
+static int process_alive(pid_t pid)
+{
+    char path[40], stat[128], num[24];
+    const char *paren;
+    size_t n;
+    if (kill(pid, 0) != 0 && errno == ESRCH)
+        return 0;
+    tattle__fmt_u64(num, (uint64_t)pid);
+    n = tattle__strlcpy(path, "/proc/", sizeof path);
+    n += tattle__strlcpy(path + n, num, sizeof path - n);
+    tattle__strlcpy(path + n, "/stat", sizeof path - n);
+    n = tattle__read_file(path, stat, sizeof stat - 1);
+    if (n == 0)
+        return 1;
+    stat[n] = 0;
+    for (paren = NULL, n = 0; stat[n]; n++)
+        if (stat[n] == ')')
+            paren = stat + n;
+    return !(paren && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X'));
+}
+
+/* The doorbell is ours, or the host closed it and the flusher (polling,
+ * or about to notice) is alive. Signal-safe. */
 static int flusher_reachable(void)
 {
     pid_t flusher;
@@ -67,7 +90,7 @@ static int flusher_reachable(void)
     if (!link_shm)
         return 0;
     flusher = atomic_load(&link_shm->flusher_pid);
-    return atomic_load(&link_shm->flusher_polling) || (flusher > 0 && kill(flusher, 0) == 0);
+    return flusher > 0 && process_alive(flusher);
 }
 
 static _Atomic int start_failed; /* the last attempt to start a flusher failed */

@@ -355,6 +355,22 @@ void tattle__signals_install(const struct tattle_config *cfg)
         tattle__chain_take(fatal_signals[i], &sa);
 }
 
+/* exit() on one thread while another captures a crash: the crash must
+ * end the process (by its signal, with its report), not the exit status.
+ * Once a thread owns the capture, the process dies by its signal as soon
+ * as the capture ends: wait for that, bounded. */
+void tattle__signals_exit_wait(void)
+{
+    pid_t owner = atomic_load(&crash_owner);
+    struct timespec slice = {0, 10 * 1000 * 1000};
+    int i;
+    if (!owner || owner == tattle__sys_gettid() || !config)
+        return;
+    tattle__futex_wait((volatile uint32_t *)&crash_over, 0, config->crash_timeout_ms + REPORT_WRITE_MS + 100);
+    for (i = 0; i < 200; i++) /* the signal is on its way */
+        nanosleep(&slice, NULL);
+}
+
 /* The thread that forked is alone in the child: a capture another thread
  * of the parent had begun is not the child's. */
 void tattle__signals_after_fork(void)

@@ -28,4 +28,8 @@ sigjmp_buf *tattle__signals_guard_arm(void);
 void tattle__signals_guard_end(void);
 #define tattle__signals_guard_begin() sigsetjmp(*tattle__signals_guard_arm(), 1)
 
+/* At exit: if another thread is capturing a crash, wait until the crash
+ * ends the process (bounded). */
+void tattle__signals_exit_wait(void);
+
 #endif
