@@ -63,15 +63,17 @@ static void alt_free(void *mem)
 }
 
 /* The main thread's stack lives as long as the process: it is static, so
- * loading costs one system call, not a mapping and a guard page (the
- * handler's own use of it is bounded). */
-static char main_alt_stack[ALT_SIZE] TATTLE_LARGE_STATIC;
+ * loading costs no mapping; its lowest page is made a guard page, so that
+ * an overflow faults instead of writing over the agent's other data. */
+static char main_alt_stack[GUARD + ALT_SIZE] TATTLE_LARGE_STATIC;
 
 void tattle__altstack_init(void)
 {
-    stack_t cur, ss = {.ss_sp = main_alt_stack, .ss_size = ALT_SIZE, .ss_flags = 0};
+    stack_t cur, ss = {.ss_sp = main_alt_stack + GUARD, .ss_size = ALT_SIZE, .ss_flags = 0};
     if (syscall(SYS_sigaltstack, &ss, &cur) == 0 && !(cur.ss_flags & SS_DISABLE) && cur.ss_size >= ALT_SIZE)
         (void)syscall(SYS_sigaltstack, &cur, NULL); /* the host had one of its own: keep it */
+    else
+        (void)syscall(SYS_mprotect, main_alt_stack, GUARD, PROT_NONE);
 }
 
 struct start {

@@ -225,33 +225,100 @@ static void capture(int sig, siginfo_t *si, ucontext_t *uc)
     }
 }
 
+/* A host handler installed without SA_ONSTACK runs where the kernel would
+ * have run it: on the interrupted stack, not on our alternate stack (a
+ * handler with a large frame would overflow it). While it runs there the
+ * alternate stack is disabled, so that a signal nested in the host's
+ * handler is delivered on the thread's stack too instead of over our own
+ * frames at the top of the alternate stack (and a stack overflow in it
+ * kills the process, as without us). A host that leaves by siglongjmp
+ * leaves it disabled: the next signal on this thread re-arms it. */
+static __thread stack_t alt_saved;
+static __thread int alt_disarmed;
+
+struct host_call {
+    int sig;
+    siginfo_t *si;
+    ucontext_t *uc;
+    const struct sigaction *host;
+    sigset_t mask, ours;
+};
+
+static void call_host(struct host_call *h)
+{
+    sigprocmask(SIG_SETMASK, &h->mask, &h->ours);
+    if (h->host->sa_flags & SA_SIGINFO)
+        h->host->sa_sigaction(h->sig, h->si, h->uc);
+    else
+        h->host->sa_handler(h->sig);
+    sigprocmask(SIG_SETMASK, &h->ours, NULL);
+}
+
+static void call_host_disarmed(void *arg)
+{
+    stack_t off = {.ss_flags = SS_DISABLE};
+    int disarmed = sigaltstack(&off, &alt_saved) == 0;
+    alt_disarmed = disarmed;
+    call_host(arg);
+    if (disarmed)
+        sigaltstack(&alt_saved, NULL);
+    alt_disarmed = 0;
+}
+
+/* Call fn(arg) with the stack pointer at top (16-byte aligned). */
+static void call_on_stack(uintptr_t top, void (*fn)(void *), void *arg)
+{
+    __asm__ volatile("mov %%rsp, %%rbx\n\t"
+                     "mov %[top], %%rsp\n\t"
+                     "call *%[fn]\n\t"
+                     "mov %%rbx, %%rsp\n\t"
+                     : "+D"(arg)
+                     : [top] "r"(top), [fn] "r"(fn)
+                     : "rbx", "rax", "rcx", "rdx", "rsi", "r8", "r9", "r10", "r11", "memory", "cc", "xmm0", "xmm1",
+                       "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12",
+                       "xmm13", "xmm14", "xmm15");
+}
+
+/* Are we on an alternate stack right now? */
+static int on_alt_stack(void)
+{
+    stack_t ss;
+    return sigaltstack(NULL, &ss) == 0 && (ss.ss_flags & SS_ONSTACK);
+}
+
+/* Where a handler without SA_ONSTACK would have started: below the
+ * interrupted stack pointer and its red zone. */
+static uintptr_t interrupted_stack_top(const ucontext_t *uc)
+{
+    return ((uintptr_t)uc->uc_mcontext.gregs[REG_RSP] - 128 - 512) & ~(uintptr_t)15;
+}
+
 /* Run the host's handler as the kernel would have: its mask (the mask at
  * the fault, plus sa_mask, plus the signal unless SA_NODEFER), SA_RESETHAND,
- * one or three arguments. It may return (the fault is handled, perhaps
- * after fixing the context) or leave by siglongjmp. */
+ * one or three arguments, its stack. It may return (the fault is handled,
+ * perhaps after fixing the context) or leave by siglongjmp. */
 static void forward(int sig, siginfo_t *si, ucontext_t *uc, const struct sigaction *host)
 {
     volatile char here = 0;
-    sigset_t mask, ours;
+    struct host_call h = {sig, si, uc, host, {{0}}, {{0}}};
+    int elsewhere = !(host->sa_flags & SA_ONSTACK) && on_alt_stack();
     /* Host handlers nest (a JVM probes memory while it writes hs_err):
      * the outer record comes back when this one ends. */
     struct forwarded_fault outer = forwarded;
-    sigorset(&mask, &uc->uc_sigmask, &host->sa_mask);
+    sigorset(&h.mask, &uc->uc_sigmask, &host->sa_mask);
     if (!(host->sa_flags & SA_NODEFER))
-        sigaddset(&mask, sig);
+        sigaddset(&h.mask, sig);
     if (host->sa_flags & SA_RESETHAND)
         tattle__chain_reset(sig);
-    forwarded.mark = (uintptr_t)&here;
+    forwarded.mark = elsewhere ? interrupted_stack_top(uc) : (uintptr_t)&here;
     forwarded.sig = sig;
     forwarded.pc = (uint64_t)uc->uc_mcontext.gregs[REG_RIP];
     forwarded.si = *si;
     forwarded.uc = uc;
-    sigprocmask(SIG_SETMASK, &mask, &ours);
-    if (host->sa_flags & SA_SIGINFO)
-        host->sa_sigaction(sig, si, uc);
+    if (elsewhere)
+        call_on_stack(forwarded.mark, call_host_disarmed, &h);
     else
-        host->sa_handler(sig);
-    sigprocmask(SIG_SETMASK, &ours, NULL);
+        call_host(&h);
     forwarded = outer;
     if (!outer.mark) /* keep sig, pc and si: a re-raise arrives after we return */
         forwarded = (struct forwarded_fault){0, sig, (uint64_t)uc->uc_mcontext.gregs[REG_RIP], *si, NULL};
@@ -294,6 +361,12 @@ static void on_fatal_signal(int sig, siginfo_t *si, void *ucv)
     if (guard_armed && (sig == SIGSEGV || sig == SIGBUS)) {
         guard_armed = 0;
         siglongjmp(guard_jmp, 1);
+    }
+    /* A host handler left by siglongjmp with our alternate stack disabled
+     * (forward): arm it again, unless this signal is nested in it. */
+    if (alt_disarmed && !nested_in_forward()) {
+        sigaltstack(&alt_saved, NULL);
+        alt_disarmed = 0;
     }
     /* A vfork child shares our memory: touch nothing, just die. A crash
      * inside this handler, or a second signal on this thread: just die. */
