@@ -40,7 +40,13 @@ int64_t tattle__ring_put(struct tattle_ring *r, const void *a, size_t alen, cons
     if (len > TATTLE_RING_MAX_RECORD)
         return -2;
     pos = atomic_load_explicit(&r->head, memory_order_relaxed);
-    for (;;) {
+    for (unsigned tries = 0;; tries++) {
+        /* Bounded: slot states damaged by a stray write must not hang the
+         * host; the record is dropped and counted instead. */
+        if (tries > 100000) {
+            atomic_fetch_add_explicit(&r->dropped, 1, memory_order_relaxed);
+            return -1;
+        }
         uint64_t last = pos + k - 1;
         uint64_t st = atomic_load_explicit(&slot_at(r, last)->state, memory_order_acquire);
         if (st == 2 * lap_of(last)) {
@@ -86,11 +92,14 @@ size_t tattle__ring_get(struct tattle_ring *r, void *buf, size_t cap)
     uint64_t st = atomic_load_explicit(&first->state, memory_order_acquire);
     size_t len, off = 0;
     uint64_t k, i;
-    if (st != 2 * lap_of(pos) + 1)
+    uint64_t head = atomic_load_explicit(&r->head, memory_order_acquire);
+    if (st != 2 * lap_of(pos) + 1 || pos >= head)
         return 0;
     len = first->len;
     k = first->nslots;
-    if (k == 0 || k > TATTLE_RING_MAX_SLOTS || len > k * TATTLE_RING_SLOT_DATA || len > cap) {
+    /* A record never reaches past what writers claimed (tail must not pass
+     * head), nor past its own slots. */
+    if (k == 0 || k > TATTLE_RING_MAX_SLOTS || k > head - pos || len > k * TATTLE_RING_SLOT_DATA || len > cap) {
         free_slots(r, pos, 1); /* corrupt: never trust it, skip one slot */
         return 0;
     }

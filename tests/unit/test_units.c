@@ -87,6 +87,24 @@ static void ring_skips_a_record_its_writer_abandoned(void)
     CHECK_EQ_U64(tattle__ring_get(&ring, buf, sizeof buf), sizeof v);
 }
 
+/* A damaged slot (a stray write in the host) neither hangs a writer nor
+ * lets the reader run past what writers claimed. */
+static void ring_survives_damaged_slots(void)
+{
+    int v = 7;
+    memset(&ring, 0, sizeof ring);
+    CHECK(tattle__ring_put(&ring, &v, sizeof v, NULL, 0) == 0);
+    ring.slots[0].nslots = 200; /* claims slots nobody wrote */
+    CHECK_EQ_U64(tattle__ring_get(&ring, buf, sizeof buf), 0);
+    CHECK(atomic_load(&ring.tail) <= atomic_load(&ring.head));
+    CHECK(tattle__ring_put(&ring, &v, sizeof v, NULL, 0) >= 0);
+    CHECK_EQ_U64(tattle__ring_get(&ring, buf, sizeof buf), sizeof v);
+    memset(&ring, 0, sizeof ring);
+    atomic_store(&ring.slots[0].state, 99); /* a state from no lap: the writer gives up */
+    CHECK(tattle__ring_put(&ring, &v, sizeof v, NULL, 0) == -1);
+    CHECK_EQ_U64(atomic_load(&ring.dropped), 1);
+}
+
 #define WRITERS 4
 #define PER_WRITER 20000
 static void *writer(void *arg)
@@ -281,6 +299,7 @@ static void text_path_writes_what_the_tree_path_builds(void)
     X(ring_full_drops_and_counts)                                                                       \
     X(ring_rejects_oversized_records)                                                                   \
     X(ring_skips_a_record_its_writer_abandoned)                                                         \
+    X(ring_survives_damaged_slots)                                                                      \
     X(ring_many_writers_one_reader_loses_nothing)                                                       \
     X(uuid_v7_has_version_variant_and_time)                                                             \
     X(debug_id_follows_posthogs_example)                                                                \
