@@ -1,8 +1,8 @@
 /* tattle.h - contexts, events and breadcrumbs for programs run under tattle.
  *
- * Include this header; link nothing. Each function binds to libtattle.so on
- * its first call (dlsym(RTLD_DEFAULT), cached), which works for PIE and
- * -no-pie programs alike. Without the agent preloaded every call does
+ * Include this header; link nothing. The functions bind to libtattle.so
+ * when the program starts (dlsym(RTLD_DEFAULT) from a constructor), which
+ * works for PIE and -no-pie programs alike, and no call runs dlsym later. Without the agent preloaded every call does
  * nothing and returns 0, so a program built against this header runs
  * unchanged anywhere.
  *
@@ -93,13 +93,49 @@ static inline const char *tattle_strerror(int code)
 
 #ifndef TATTLE_AGENT_BUILD /* the agent defines these functions itself */
 
-/* Binding: each function below resolves its agent symbol once. */
+/* Binding: every function below is resolved when the program starts (a
+ * constructor in each file that includes this header), so that no call,
+ * the first from a signal handler included, runs dlsym. A call made before
+ * that constructor ran (another file's static initializer) resolves its
+ * symbol then. Each call site caches what it found. */
 #define TATTLE__ABSENT ((void *)1)
+static const char *const tattle__names[] = {
+    "tattle_version", "tattle_new_context", "tattle_end_context", "tattle_tag", "tattle_tag_string",
+    "tattle_tag_int", "tattle_tag_double", "tattle_tag_bool", "tattle_identify_context",
+    "tattle_set_context_session", "tattle_process_tag", "tattle_process_identify", "tattle_capture",
+    "tattle_capture_as", "tattle_capture_exception", "tattle_add_breadcrumb", "tattle_flush"};
+#define TATTLE__NFN (sizeof tattle__names / sizeof tattle__names[0])
+static void *tattle__bound[TATTLE__NFN];
+static int tattle__bound_done;
+
+__attribute__((constructor, unused)) static void tattle__bind_all(void)
+{
+    size_t i;
+    void *agent = dlsym(((void *)0) /* RTLD_DEFAULT */, "tattle_version");
+    for (i = 0; agent && i < TATTLE__NFN; i++)
+        tattle__bound[i] = dlsym(((void *)0), tattle__names[i]);
+    __atomic_store_n(&tattle__bound_done, 1, __ATOMIC_RELEASE);
+}
+
+static inline int tattle__same(const char *a, const char *b)
+{
+    while (*a && *a == *b)
+        a++, b++;
+    return *a == *b;
+}
+
 static inline void *tattle__resolve(void **cache, const char *name)
 {
     void *fn = __atomic_load_n(cache, __ATOMIC_ACQUIRE);
     if (!fn) {
-        fn = dlsym(((void *)0) /* RTLD_DEFAULT */, name);
+        size_t i;
+        if (__atomic_load_n(&tattle__bound_done, __ATOMIC_ACQUIRE)) {
+            for (i = 0; i < TATTLE__NFN; i++)
+                if (tattle__same(tattle__names[i], name))
+                    fn = tattle__bound[i];
+        } else {
+            fn = dlsym(((void *)0) /* RTLD_DEFAULT */, name);
+        }
         if (!fn)
             fn = TATTLE__ABSENT;
         __atomic_store_n(cache, fn, __ATOMIC_RELEASE);

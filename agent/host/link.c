@@ -182,6 +182,8 @@ static struct tattle_shm *create(void *stacks)
     return shm;
 }
 
+static _Atomic pid_t creator_tid; /* the thread creating the region */
+
 struct tattle_shm *tattle__link_get(int in_signal)
 {
     int st = atomic_load_explicit(&link_state, memory_order_acquire);
@@ -191,13 +193,19 @@ struct tattle_shm *tattle__link_get(int in_signal)
     if (st == LINK_FAILED)
         return NULL;
     if (atomic_compare_exchange_strong(&link_state, &expected, LINK_CREATING)) {
-        struct tattle_shm *shm = create(in_signal ? spawn_stacks_crash : spawn_stacks_normal);
+        struct tattle_shm *shm;
+        atomic_store(&creator_tid, tattle__sys_gettid());
+        shm = create(in_signal ? spawn_stacks_crash : spawn_stacks_normal);
+        atomic_store(&creator_tid, 0);
         atomic_store_explicit(&link_state, shm ? LINK_READY : LINK_FAILED, memory_order_release);
         return shm;
     }
-    /* Another thread is creating it. In a handler it may be this very
-     * thread, interrupted: wait a little, never forever. */
-    for (int i = 0; i < (in_signal ? 2000 : 1000000); i++) {
+    /* Another thread is creating it (a crash handler waits as long as a
+     * start may take: about 3 s). This very thread, interrupted while
+     * creating it, would wait for itself: give up at once. */
+    if (in_signal && atomic_load(&creator_tid) == tattle__sys_gettid())
+        return NULL;
+    for (int i = 0; i < (in_signal ? 60000 : 1000000); i++) {
         st = atomic_load_explicit(&link_state, memory_order_acquire);
         if (st != LINK_CREATING)
             return st == LINK_READY ? link_shm : NULL;
