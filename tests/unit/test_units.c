@@ -11,6 +11,7 @@
 
 #include "config.h"
 #include "ingest.h"
+#include "json.h"
 #include "ingest_text.h"
 #include "record.h"
 #include "ring.h"
@@ -294,6 +295,107 @@ static void text_path_writes_what_the_tree_path_builds(void)
     tattle__ingest_text_free(ingest_text);
 }
 
+/* Differential fuzz: random properties (values of every JSON type, keys
+ * that may clash with the context's, whitespace of every kind between
+ * tokens) under random contexts: the text path either declines or writes
+ * what the tree path builds, on one line. */
+static unsigned fuzz_state = 12345;
+static unsigned fuzz_next(unsigned n)
+{
+    fuzz_state = fuzz_state * 1103515245u + 12345u;
+    return (fuzz_state >> 16) % n;
+}
+
+static void fuzz_ws(char **o)
+{
+    static const char *const ws[] = {"", "", " ", "\n", "\t", "\r\n", "  \n  "};
+    const char *w = ws[fuzz_next(7)];
+    size_t n = strlen(w);
+    memcpy(*o, w, n);
+    *o += n;
+}
+
+static void fuzz_put(char **o, const char *t)
+{
+    size_t n = strlen(t);
+    memcpy(*o, t, n);
+    *o += n;
+}
+
+static void fuzz_value(char **o, int depth)
+{
+    static const char *const scalars[] = {"1", "-2.5e3", "true", "false", "null", "\"x\"", "\"q\\\"u}\"",
+                                          "\"line\\nbreak\"", "\"\\u00e9t\u00e9\"", "0"};
+    static const char *const keys[] = {"\"a\"", "\"b\"", "\"tenant\"", "\"cfg\"", "\"seats\"", "\"k y\""};
+    unsigned kind = depth >= 3 ? 0 : fuzz_next(4), i, n, first = fuzz_next(6);
+    if (kind < 2) {
+        fuzz_put(o, scalars[fuzz_next(10)]);
+        return;
+    }
+    fuzz_put(o, kind == 2 ? "[" : "{");
+    n = fuzz_next(4);
+    for (i = 0; i < n; i++) {
+        fuzz_ws(o);
+        if (i)
+            fuzz_put(o, ",");
+        fuzz_ws(o);
+        if (kind == 3) {
+            fuzz_put(o, keys[(first + i) % 6]); /* no key twice in one object */
+            fuzz_ws(o);
+            fuzz_put(o, ":");
+            fuzz_ws(o);
+        }
+        fuzz_value(o, depth + 1);
+    }
+    fuzz_ws(o);
+    fuzz_put(o, kind == 2 ? "]" : "}");
+}
+
+static void text_and_tree_agree_on_random_records(void)
+{
+    static const char *const contexts[] = {
+        "", "{\"l\":[{\"t\":{\"k\":1}}]}",
+        "{\"p\":{\"t\":{\"service\":\"api\",\"cfg\":{\"a\":1}}},\"l\":[{\"t\":{\"tenant\":\"acme\"},"
+        "\"d\":\"user-1\"}]}"};
+    char props[8192];
+    int i, took = 0;
+    strcpy(ingest_shm.exe, "/usr/bin/host");
+    ingest_text = tattle__ingest_text_new(&ingest_cfg, &ingest_shm);
+    CHECK(ingest_text);
+    for (i = 0; i < 3000; i++) {
+        char *o = props;
+        int r;
+        fuzz_ws(&o);
+        fuzz_put(&o, "{");
+        fuzz_ws(&o);
+        if (fuzz_next(5)) { /* an object with members */
+            o--;
+            fuzz_value(&o, 2);
+            if (o[-1] != '}') { /* not an object after all: make one */
+                o = props;
+                fuzz_put(&o, "{\"v\":");
+                fuzz_value(&o, 1);
+                fuzz_put(&o, "}");
+            }
+        } else {
+            fuzz_put(&o, "}");
+        }
+        fuzz_ws(&o);
+        *o = 0;
+        if (tattle__json_check_object(props, strlen(props)) != 0)
+            continue; /* the host refuses it before it is a record */
+        r = text_matches_tree("order", fuzz_next(3) ? "" : "someone", props, contexts[fuzz_next(3)], 0);
+        if (r < 0)
+            fprintf(stderr, "props: %s\n", props);
+        CHECK(r >= 0);
+        took += r == 1;
+        if (r < 0)
+            break;
+    }
+    CHECK(took > 500); /* the fast path was really exercised */
+    tattle__ingest_text_free(ingest_text);
+}
+
 #define TESTS(X)                                                                                        \
     X(ring_roundtrip_keeps_order_and_bytes)                                                             \
     X(ring_full_drops_and_counts)                                                                       \
@@ -304,7 +406,8 @@ static void text_path_writes_what_the_tree_path_builds(void)
     X(uuid_v7_has_version_variant_and_time)                                                             \
     X(debug_id_follows_posthogs_example)                                                                \
     X(config_defaults_and_bad_values)                                                                   \
-    X(text_path_writes_what_the_tree_path_builds)
+    X(text_path_writes_what_the_tree_path_builds)                                                       \
+    X(text_and_tree_agree_on_random_records)
 
 int main(int argc, char **argv)
 {
