@@ -29,13 +29,18 @@ struct tattle_posthog {
     unsigned char *gz; /* compressed body, reused */
     size_t gz_cap;
     long retry_after_ms;
+    size_t body_seen; /* response body bytes of the current request */
 };
 
+/* The response body is not needed; a server that sends an endless one is
+ * cut off after 64 KiB (the status decides, see tattle__posthog_send). */
+#define BODY_MAX (64u * 1024u)
 static size_t discard_body(char *p, size_t size, size_t n, void *arg)
 {
+    struct tattle_posthog *ph = arg;
     (void)p;
-    (void)arg;
-    return size * n;
+    ph->body_seen += size * n;
+    return ph->body_seen > BODY_MAX ? 0 : size * n;
 }
 
 /* Retry-After in seconds (the HTTP-date form is treated as absent). */
@@ -79,6 +84,7 @@ struct tattle_posthog *tattle__posthog_open(const char *host, const char *api_ke
     curl_easy_setopt(p->curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(p->curl, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
     curl_easy_setopt(p->curl, CURLOPT_WRITEFUNCTION, discard_body);
+    curl_easy_setopt(p->curl, CURLOPT_WRITEDATA, p);
     curl_easy_setopt(p->curl, CURLOPT_HEADERFUNCTION, read_header);
     curl_easy_setopt(p->curl, CURLOPT_HEADERDATA, p);
     /* Redirects would resend the key to wherever they point. */
@@ -210,13 +216,17 @@ void tattle__posthog_send(struct tattle_posthog *p, const char *lines, size_t le
     curl_easy_setopt(p->curl, CURLOPT_POSTFIELDS, (char *)p->gz);
     curl_easy_setopt(p->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)gz_len);
     curl_easy_setopt(p->curl, CURLOPT_TIMEOUT_MS, timeout_ms > 0 ? timeout_ms : 1L);
+    p->body_seen = 0;
     rc = curl_easy_perform(p->curl);
-    if (rc != CURLE_OK) {
+    curl_easy_getinfo(p->curl, CURLINFO_RESPONSE_CODE, &res->status);
+    /* A 2xx status means the server took the batch, whatever happened to
+     * the response body afterwards (cut off, timed out): sending it again
+     * would duplicate its events. */
+    if (rc != CURLE_OK && !(res->status >= 200 && res->status < 300)) {
         res->outcome = TATTLE_SEND_RETRY;
         snprintf(res->error, sizeof res->error, "%s", curl_easy_strerror(rc));
         return;
     }
-    curl_easy_getinfo(p->curl, CURLINFO_RESPONSE_CODE, &res->status);
     res->outcome = classify(res->status);
     res->retry_after_ms = p->retry_after_ms;
     if (res->outcome != TATTLE_SENT)
