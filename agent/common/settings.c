@@ -21,6 +21,12 @@ struct conf_entry {
     const char *name, *value;
 };
 
+const char *const tattle__setting_names[] = {
+    "TATTLE_DISABLE", "POSTHOG_API_KEY", "POSTHOG_HOST", "TATTLE_STATE_DIR", "TATTLE_SPOOL_DIR",
+    "TATTLE_SPOOL_MAX_MB", "TATTLE_LINGER_MS", "TATTLE_FILE", "TATTLE_STDERR", "TATTLE_DISTINCT_ID",
+    "TATTLE_CRASH_TIMEOUT_MS", "TATTLE_EXIT_TIMEOUT_MS", "TATTLE_TAGS", "TATTLE_RELEASE", "TATTLE_ENVIRONMENT",
+    "TATTLE_MAX_BREADCRUMBS", "TATTLE_REPORT_PRIVILEGED", "TATTLE_SPOOL_NOSYNC", "TATTLE_TEST_FAULT", NULL};
+
 /* Zero until a file is read: a host without one touches none of it. */
 static char conf_text[CONF_MAX];
 static struct conf_entry conf[CONF_ENTRIES];

@@ -20,6 +20,9 @@
 #define TATTLE_CONF_PATH "/etc/tattle/tattle.conf"
 #endif
 
+/* Every setting tattle reads, by its variable's name; NULL-terminated. */
+extern const char *const tattle__setting_names[];
+
 /* Host, at load: note AT_SECURE and read the file. Once. Returns 1 when
  * this is a secure-execution process. */
 int tattle__settings_init(void);

@@ -49,6 +49,7 @@ static void notice(struct tattle_delivery *d, const char *fmt, const char *a, co
 {
     char msg[400];
     snprintf(msg, sizeof msg, fmt, a, b);
+    tattle__spool_save_status(d->spool, msg); /* for tattle status */
     if (d->hooks.notice)
         d->hooks.notice(d->hooks.arg, msg);
 }
@@ -284,7 +285,7 @@ const struct tattle_delivery_stats *tattle__delivery_stats(const struct tattle_d
     return &d->stats;
 }
 
-void tattle__delivery_finish(struct tattle_delivery *d, int linger_ms)
+void tattle__delivery_finish(struct tattle_delivery *d, int linger_ms, struct tattle_delivery_totals *totals)
 {
     pthread_mutex_lock(&d->mu);
     d->finishing = 1;
@@ -293,6 +294,10 @@ void tattle__delivery_finish(struct tattle_delivery *d, int linger_ms)
     pthread_cond_signal(&d->cv);
     pthread_mutex_unlock(&d->mu);
     pthread_join(d->thread, NULL);
+    if (totals) {
+        totals->requests = atomic_load(&d->stats.requests);
+        totals->events_sent = atomic_load(&d->stats.events_sent);
+    }
     tattle__posthog_close(d->ph);
     pthread_mutex_destroy(&d->mu);
     pthread_cond_destroy(&d->cv);

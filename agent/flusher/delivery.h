@@ -46,8 +46,13 @@ void tattle__delivery_kick(struct tattle_delivery *d);
 /* Counters, readable at any time. */
 const struct tattle_delivery_stats *tattle__delivery_stats(const struct tattle_delivery *d);
 
+struct tattle_delivery_totals {
+    uint64_t requests, events_sent;
+};
+
 /* The host is gone: keep sending for at most linger_ms, then stop the
- * thread. What is not sent stays in the spool. */
-void tattle__delivery_finish(struct tattle_delivery *d, int linger_ms);
+ * thread. What is not sent stays in the spool. totals (may be NULL) gets
+ * the final counts. */
+void tattle__delivery_finish(struct tattle_delivery *d, int linger_ms, struct tattle_delivery_totals *totals);
 
 #endif

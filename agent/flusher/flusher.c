@@ -9,7 +9,8 @@
  * and nothing is left to do, lingering for delivery (TATTLE_LINGER_MS)
  * before exiting. A host that closed the doorbell but lives on is served
  * by polling. Started with --send-spool it has no host: it only sends the
- * batches earlier processes left, then exits. It runs without LD_PRELOAD,
+ * batches earlier processes left, then exits (--status and --flush are
+ * for the tattle command, admin.c). It runs without LD_PRELOAD,
  * in its own session, with stdio on /dev/null, never as a child the host
  * can see.
  * Signal context: NO. This is an ordinary program.
@@ -29,6 +30,7 @@
 #include <unistd.h>
 #include <curl/curl.h>
 
+#include "admin.h"
 #include "assafe.h"
 #include "config.h"
 #include "delivery.h"
@@ -520,7 +522,7 @@ static int send_spool_only(struct flusher *f)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     d = tattle__delivery_start(&f->cfg, &f->spool, key, &none);
     if (d)
-        tattle__delivery_finish(d, f->cfg.linger_ms);
+        tattle__delivery_finish(d, f->cfg.linger_ms, NULL);
     curl_global_cleanup();
     return 0;
 }
@@ -528,6 +530,10 @@ static int send_spool_only(struct flusher *f)
 int main(int argc, char **argv)
 {
     struct flusher f = {0};
+    if (argc > 1 && !strcmp(argv[1], TATTLE_FLUSHER_STATUS))
+        return tattle__admin_status();
+    if (argc > 1 && !strcmp(argv[1], TATTLE_FLUSHER_FLUSH))
+        return tattle__admin_flush();
     protect_self();
     detach_from_host_signals();
     tattle__config_load(&f.cfg, TATTLE_CONFIG_FLUSHER);
@@ -557,7 +563,7 @@ int main(int argc, char **argv)
     if (f.delivery && f.spool_dropped)
         tattle__spool_save_dropped(&f.spool, f.spool_dropped);
     if (f.delivery)
-        tattle__delivery_finish(f.delivery, f.cfg.linger_ms);
+        tattle__delivery_finish(f.delivery, f.cfg.linger_ms, NULL);
     free(f.batch);
     tattle__ingest_text_free(f.text);
     tattle__symbolizer_close(f.sym);

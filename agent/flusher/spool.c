@@ -484,6 +484,44 @@ unsigned tattle__spool_take_dropped(struct tattle_spool *s)
     return total;
 }
 
+void tattle__spool_save_status(struct tattle_spool *s, const char *msg)
+{
+    char tmp[64], text[512];
+    int n = snprintf(text, sizeof text, "%lld %.450s\n", (long long)time(NULL), msg);
+    int fd = create_tmp(s, tmp, sizeof tmp);
+    if (fd < 0)
+        return;
+    if (write_all_fd(fd, text, (size_t)n) != 0 || publish(s, tmp, ".status", 1) != 0)
+        unlinkat(s->dirfd, tmp, 0);
+    close(fd);
+}
+
+void tattle__spool_read_status(struct tattle_spool *s, char *buf, size_t cap)
+{
+    int fd = tattle__statefile_read(s->dirfd, ".status");
+    ssize_t n = fd >= 0 ? read(fd, buf, cap - 1) : 0;
+    buf[n > 0 ? n : 0] = 0;
+    buf[strcspn(buf, "\n")] = 0;
+    if (fd >= 0)
+        close(fd);
+}
+
+void tattle__spool_summary(struct tattle_spool *s, size_t *batches, long long *bytes, uint64_t *oldest_ns)
+{
+    enum { MAX_FILES = 4096 };
+    char (*names)[96] = malloc(MAX_FILES * sizeof *names);
+    size_t i, n = names ? list_suffixes(s, names, MAX_FILES, 0) : 0;
+    *batches = n;
+    *bytes = spool_bytes(s);
+    *oldest_ns = n ? strtoull(names[0], NULL, 16) : 0;
+    for (i = 0; i < n; i++) {
+        uint64_t t = strtoull(names[i], NULL, 16);
+        if (t < *oldest_ns)
+            *oldest_ns = t;
+    }
+    free(names);
+}
+
 /* Temporary files whose writer died: unlocked, and not empty (a writer
  * locks its file before it writes a byte, so an unlocked file with bytes in
  * it has no writer) or over a minute old. Works across PID namespaces,

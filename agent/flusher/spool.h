@@ -88,6 +88,15 @@ unsigned tattle__spool_take_dropped(struct tattle_spool *s);
 /* Remove temporary files left by writers that died. */
 void tattle__spool_sweep(struct tattle_spool *s);
 
+/* The latest delivery problem, kept in the directory (.status) with its
+ * time for `tattle status`; read back into buf ("" when none). */
+void tattle__spool_save_status(struct tattle_spool *s, const char *msg);
+void tattle__spool_read_status(struct tattle_spool *s, char *buf, size_t cap);
+
+/* Waiting batches, their bytes and the oldest one's creation time (ns
+ * since the epoch, 0 without batches). */
+void tattle__spool_summary(struct tattle_spool *s, size_t *batches, long long *bytes, uint64_t *oldest_ns);
+
 /* CRC-32 (zlib's polynomial) of a buffer. */
 uint32_t tattle__spool_crc(const char *p, size_t n);
 

@@ -11,12 +11,6 @@
 #include "assafe.h"
 #include "settings.h"
 
-/* What the flusher reads (config.c, spool.c), resolved by this host. */
-static const char *const settings[] = {
-    "TATTLE_FILE", "TATTLE_SPOOL_DIR", "TATTLE_SPOOL_MAX_MB", "TATTLE_LINGER_MS", "TATTLE_STDERR",
-    "TATTLE_DISTINCT_ID", "TATTLE_CRASH_TIMEOUT_MS", "TATTLE_EXIT_TIMEOUT_MS", "TATTLE_MAX_BREADCRUMBS",
-    "POSTHOG_API_KEY", "POSTHOG_HOST", "TATTLE_STATE_DIR", "TATTLE_SPOOL_NOSYNC", "TATTLE_TEST_FAULT",
-};
 
 /* Passed as they are, in ordinary processes only. */
 static const char *const passed[] = {
@@ -24,7 +18,7 @@ static const char *const passed[] = {
     "no_proxy", "NO_PROXY", "ASAN_OPTIONS", "UBSAN_OPTIONS", "TSAN_OPTIONS", "LSAN_OPTIONS",
 };
 
-#define SLOTS (sizeof settings / sizeof settings[0] + sizeof passed / sizeof passed[0] + 3)
+#define SLOTS (32 + sizeof passed / sizeof passed[0] + 3)
 #define SPACE 16384
 
 static char *env[SLOTS + 1];
@@ -49,9 +43,10 @@ static void put(const char *name, const char *value)
 char *const *tattle__flusher_env_build(int secure, const char *state_dir)
 {
     size_t i;
-    for (i = 0; i < sizeof settings / sizeof settings[0]; i++)
-        if (!(secure && !strcmp(settings[i], "TATTLE_STATE_DIR")))
-            put(settings[i], tattle__setting(settings[i]));
+    /* Every setting this host resolved (from its environment or the file). */
+    for (i = 0; tattle__setting_names[i]; i++)
+        if (!(secure && !strcmp(tattle__setting_names[i], "TATTLE_STATE_DIR")))
+            put(tattle__setting_names[i], tattle__setting(tattle__setting_names[i]));
     if (secure) {
         put("TATTLE_STATE_DIR", state_dir);
         put("TATTLE_SECURE", "1");
