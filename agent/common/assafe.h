@@ -29,6 +29,11 @@ void tattle__futex_wake(volatile uint32_t *word);
 
 /* write(2) until done; retries EINTR and short writes. Returns 0 or -errno. */
 int tattle__write_all(int fd, const void *buf, size_t len);
+/* Set when the agent must write nothing on the program's stderr
+ * (TATTLE_STDERR=0, the default under /etc/ld.so.preload): every write to
+ * fd 2 through the helpers below is then dropped. */
+extern int tattle__stderr_quiet;
+
 /* write(2) that never waits past timeout_ms for room (poll, then at most
  * PIPE_BUF bytes at a time). Returns 0 or -errno (-ETIMEDOUT). */
 int tattle__write_bounded(int fd, const void *buf, size_t len, int timeout_ms);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static void warn_once(int warn, const char *name, const char *value, const char *why)
@@ -51,6 +52,16 @@ static int env_int(const char *name, int def, int lo, int hi, int warn)
     return (int)n;
 }
 
+/* A home to keep state in: an absolute path other than "/", a directory
+ * owned by this user (not /nonexistent, not another user's home kept by
+ * sudo -E). */
+static int usable_home(const char *home)
+{
+    struct stat st;
+    return home && home[0] == '/' && home[1] && stat(home, &st) == 0 && S_ISDIR(st.st_mode) &&
+           st.st_uid == geteuid();
+}
+
 int tattle__config_state_dir(char *buf, size_t cap)
 {
     const char *own = tattle__setting("TATTLE_STATE_DIR");
@@ -63,10 +74,10 @@ int tattle__config_state_dir(char *buf, size_t cap)
         n = snprintf(buf, cap, "%s/%u", TATTLE_SYSTEM_STATE_DIR, (unsigned)geteuid());
     else if (xdg && xdg[0] == '/')
         n = snprintf(buf, cap, "%s/tattle", xdg);
-    else if (home && home[0] == '/')
+    else if (usable_home(home))
         n = snprintf(buf, cap, "%s/.local/state/tattle", home);
-    else
-        return -1;
+    else /* nobody, www-data, root with HOME=/: the system's per-uid place */
+        n = snprintf(buf, cap, "%s/%u", TATTLE_SYSTEM_STATE_DIR, (unsigned)geteuid());
     return (n > 0 && (size_t)n < cap) ? 0 : -1;
 }
 
@@ -245,10 +256,13 @@ void tattle__config_load(struct tattle_config *cfg, enum tattle_config_reader re
      * would fault twice. */
     if (__atomic_exchange_n(&cfg->parsed, 1, __ATOMIC_RELAXED))
         reset(cfg);
+    /* Whether to say anything at all comes first: under /etc/ld.so.preload
+     * the program's stderr stays its own unless the configuration asks. */
+    cfg->stderr_report = env_bool("TATTLE_STDERR", !cfg->fleet, warn && !cfg->fleet);
+    warn = warn && cfg->stderr_report;
     cfg->disabled = env_bool("TATTLE_DISABLE", 0, warn);
     if (cfg->disabled)
         return;
-    cfg->stderr_report = env_bool("TATTLE_STDERR", 1, warn);
     cfg->crash_timeout_ms = env_int("TATTLE_CRASH_TIMEOUT_MS", 3000, 0, 60000, warn);
     cfg->exit_timeout_ms = env_int("TATTLE_EXIT_TIMEOUT_MS", 1000, 0, 60000, warn);
     cfg->max_breadcrumbs = env_int("TATTLE_MAX_BREADCRUMBS", 100, 0, 1000, warn);

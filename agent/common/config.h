@@ -20,7 +20,8 @@
 /* Numbers first, strings after: loading writes only the first page. */
 struct tattle_config {
     int disabled;              /* TATTLE_DISABLE=1 */
-    int stderr_report;         /* TATTLE_STDERR, default 1 */
+    int fleet;                 /* set before loading: loaded by /etc/ld.so.preload, not asked for */
+    int stderr_report;         /* TATTLE_STDERR, default 1 (0 with fleet): anything on stderr at all */
     int crash_timeout_ms;      /* TATTLE_CRASH_TIMEOUT_MS, default 3000 */
     int exit_timeout_ms;       /* TATTLE_EXIT_TIMEOUT_MS, default 1000 */
     int file_explicit;         /* TATTLE_FILE was set */

@@ -5,6 +5,8 @@
  */
 #include "statedir.h"
 
+#include "config.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -77,11 +79,16 @@ static int step(int dir, const char *name, int create, int last)
 
 int tattle__statedir_open(const char *path, int create)
 {
-    char buf[PATH_MAX], *name, *save = NULL;
+    char buf[PATH_MAX], *name, *save = NULL, *keep;
     int dir, next;
     if (!path || path[0] != '/' || strlen(path) >= sizeof buf)
         return -EINVAL;
     strcpy(buf, path);
+    /* The system's state directory is the admin's to make (the package
+     * makes it 1733); only the per-user directories in it are ours. */
+    keep = strncmp(path, TATTLE_SYSTEM_STATE_DIR "/", sizeof TATTLE_SYSTEM_STATE_DIR) == 0
+               ? buf + sizeof TATTLE_SYSTEM_STATE_DIR - 1
+               : buf;
     if ((dir = open("/", DIR_FLAGS)) < 0)
         return -errno;
     for (name = strtok_r(buf, "/", &save); name; name = strtok_r(NULL, "/", &save)) {
@@ -90,7 +97,7 @@ int tattle__statedir_open(const char *path, int create)
             close(dir);
             return -EINVAL;
         }
-        next = step(dir, name, create, *rest == 0);
+        next = step(dir, name, create && name >= keep, *rest == 0);
         close(dir);
         if (next < 0)
             return next;

@@ -82,6 +82,21 @@ static int flusher_beside_preload(void)
     return -1;
 }
 
+/* Asked for by LD_PRELOAD (or `tattle -- PROGRAM`), rather than put into
+ * every process by /etc/ld.so.preload? */
+static int preload_names_us(void)
+{
+    const size_t name = sizeof LIBRARY_NAME - 1;
+    const char *p = getenv("LD_PRELOAD");
+    while (p && *p) {
+        size_t n = strcspn(p, ": ");
+        if (n >= name && !memcmp(p + n - name, LIBRARY_NAME, name) && (n == name || p[n - name - 1] == '/'))
+            return 1;
+        p += n + (p[n] != 0);
+    }
+    return 0;
+}
+
 static int find_flusher(void)
 {
     Dl_info info;
@@ -108,7 +123,8 @@ static __attribute__((noinline)) void env_string_tag(const char *var, const char
     buf[o.len] = 0;
     if (o.overflow || tattle__utf8_check(value, strlen(value)) != 0 || tattle__process_tag(key, buf) != 0) {
         /* Not echoed: it may be bytes the terminal should not see. */
-        fprintf(stderr, "tattle: ignoring %s: not valid UTF-8, or too long once quoted (%zu bytes)\n", var,
+        if (config.stderr_report)
+            fprintf(stderr, "tattle: ignoring %s: not valid UTF-8, or too long once quoted (%zu bytes)\n", var,
                 sizeof buf - 2);
         return;
     }
@@ -120,14 +136,16 @@ static __attribute__((noinline)) void load_env_tags(const char *tags)
 {
     char buf[4096], *save = NULL, *item;
     if (strlen(tags) >= sizeof buf) {
-        fprintf(stderr, "tattle: ignoring TATTLE_TAGS: longer than %zu bytes\n", sizeof buf - 1);
+        if (config.stderr_report)
+            fprintf(stderr, "tattle: ignoring TATTLE_TAGS: longer than %zu bytes\n", sizeof buf - 1);
         return;
     }
     strcpy(buf, tags);
     for (item = strtok_r(buf, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
         char *eq = strchr(item, '=');
         if (!eq || eq == item || eq - item > 200) {
-            fprintf(stderr, "tattle: ignoring TATTLE_TAGS item \"%.64s\": expected key=value\n", item);
+            if (config.stderr_report)
+                fprintf(stderr, "tattle: ignoring TATTLE_TAGS item \"%.64s\": expected key=value\n", item);
             continue;
         }
         *eq = 0;
@@ -172,6 +190,7 @@ static int privileged_stays_inert(char *state_dir, size_t cap)
     if (!opt || strcmp(opt, "1") != 0 || geteuid() != 0)
         return 1;
     config.stderr_report = 0;
+    tattle__stderr_quiet = 1;
     return tattle__config_state_dir(state_dir, cap) != 0;
 }
 
@@ -190,9 +209,11 @@ __attribute__((constructor)) static void tattle_load(void)
     if (&tattle_flusher_process)
         return;
     secure = tattle__settings_init();
-    if (!secure)
-        say_file_problem();
+    config.fleet = !preload_names_us();
     tattle__config_load(&config, TATTLE_CONFIG_HOST);
+    tattle__stderr_quiet = !config.stderr_report;
+    if (!secure && config.stderr_report)
+        say_file_problem();
     if (config.disabled || (secure && privileged_stays_inert(state_dir, sizeof state_dir)))
         return;
     if (find_flusher() != 0) {

@@ -74,14 +74,43 @@ def default_sink_under_home(box):
 
 @with_box
 def without_home_the_report_says_the_event_was_not_saved(box):
+    """No HOME, no XDG_STATE_HOME: the system's per-uid directory, which only
+    the admin creates (here a private /var/lib without it): not saved, said once."""
+    before = os.path.exists("/var/lib/tattle")
+    agent = run_without_home(box, "")
+    h.check_equal(agent.signal, 11, "still dies of SIGSEGV")
+    lines = [l for l in agent.stderr.splitlines() if "NOT saved" in l]
+    h.check_equal(len(lines), 1, "one line says why the event was not saved", agent.stderr[-800:])
+    h.check("/var/lib/tattle/%d/events.jsonl" % os.geteuid() in lines[0], "it names the place it tried", lines)
+    h.check_equal(os.path.exists("/var/lib/tattle"), before, "the real /var/lib was not touched")
+
+
+@with_box
+def without_home_events_go_to_the_system_state_dir(box):
+    """Users without a usable home (nobody, HOME=/nonexistent, root with HOME=/)
+    keep state in /var/lib/tattle/<uid>, made 0700 inside the admin's 1733 directory."""
+    agent = run_without_home(box, "mkdir -m 1733 /var/lib/tattle && ", home="/nonexistent",
+                             then="; stat -c %a /var/lib/tattle/$(id -u) >&2")
+    h.check_equal(agent.signal, 0, "the shell ends as it does")
+    h.check("written to /var/lib/tattle/%d/events.jsonl" % os.geteuid() in agent.stderr, "the event is saved there",
+            agent.stderr[-800:])
+    h.check_equal(agent.stderr.strip().splitlines()[-1], "700", "the per-uid directory is private")
+
+
+def run_without_home(box, setup, home=None, then=""):
+    """The crasher without HOME (or with an unusable one), in a mount namespace
+    whose /var/lib is a private tmpfs prepared by setup; then runs afterwards."""
+    r = subprocess.run(["unshare", "-m", "true"], capture_output=True)
+    if r.returncode != 0:
+        raise h.Skip("unshare -m is refused here")
     env = box.agent_env()
     for var in ("TATTLE_FILE", "XDG_STATE_HOME", "HOME"):
         env.pop(var, None)
-    agent = h.run([CRASHER, "null"], env=env, cwd=box.dir)
-    h.check_equal(agent.signal, 11, "still dies of SIGSEGV")
-    lines = [l for l in agent.stderr.splitlines() if "nowhere to go" in l]
-    h.check_equal(len(lines), 1, "one line says why the event was not saved", agent.stderr[-800:])
-    h.check("NOT saved" in lines[0], "the report's last line says so", lines)
+    if home:
+        env["HOME"] = home
+    crash = ("%s null%s" % (CRASHER, then)) if then else ("exec %s null" % CRASHER)
+    script = "mount -t tmpfs -o mode=0755 none /var/lib && %s%s" % (setup, crash)
+    return h.run(["unshare", "-m", "sh", "-c", script], env=env, cwd=box.dir)
 
 
 @with_box
@@ -217,7 +246,7 @@ TESTS = {f.__name__: f for f in [
     no_crash_prints_nothing, disable_turns_everything_off, stderr_zero_keeps_stderr_identical,
     default_sink_under_xdg_state_home, default_sink_under_home, malformed_config_warns_once_and_uses_defaults,
     without_home_the_report_says_the_event_was_not_saved,
-    distinct_id_from_the_environment, anonymous_without_distinct_id,
+    distinct_id_from_the_environment, anonymous_without_distinct_id, without_home_events_go_to_the_system_state_dir,
     forked_child_crash_is_invisible_to_the_parents_wait, pipe_closes_when_the_host_dies,
     missing_flusher_never_hangs_or_changes_the_death,
 ]}
