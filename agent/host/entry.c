@@ -9,6 +9,9 @@
  * Signal context: NO.
  */
 #include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <limits.h>
 #include <pthread.h>
 #include <string.h>
@@ -194,6 +197,23 @@ static int privileged_stays_inert(char *state_dir, size_t cap)
     return tattle__config_state_dir(state_dir, cap) != 0;
 }
 
+/* A sender already works on this queue (it holds .sender.lock for as long
+ * as it runs, retrying while the server is down): starting another would
+ * cost this process two forks for nothing. Out of line: a page of stack. */
+static __attribute__((noinline)) int sender_running(const char *queue)
+{
+    char path[PATH_MAX];
+    int fd, held;
+    if ((size_t)snprintf(path, sizeof path, "%s/.sender.lock", queue) >= sizeof path)
+        return 0;
+    fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    held = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+    close(fd); /* closing drops a lock we took */
+    return held;
+}
+
 /* Said once, by ordinary processes only. */
 static void say_file_problem(void)
 {
@@ -230,7 +250,8 @@ __attribute__((constructor)) static void tattle_load(void)
     /* Batches an earlier process could not send: start a flusher that
      * sends them and exits. With an empty spool, nothing starts. (Before
      * the API is on, so no capture races it for the spawn stacks.) */
-    if (config.http_enabled && config.spool_dir[0] && tattle__dir_has_suffix(config.spool_dir, ".batch") > 0)
+    if (config.http_enabled && config.spool_dir[0] && tattle__dir_has_suffix(config.spool_dir, ".batch") > 0 &&
+        !sender_running(config.spool_dir))
         tattle__link_start_spool_sender();
     tattle__api_enable();
     loaded = 1;

@@ -13,7 +13,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import AGENT, BUILD, Sandbox, check, check_equal, exceptions, main, run  # noqa: E402
+from harness import AGENT, BUILD, Sandbox, Skip, check, check_equal, exceptions, main, run  # noqa: E402
 from posthog_standin import StandIn  # noqa: E402
 
 KEY = "phc_tattle_test_key_9f3a71"
@@ -431,6 +431,31 @@ def a_host_that_captures_nothing_starts_no_process(c):
     check(not os.path.exists(c.spool), "no spool directory was created")
 
 
+@case("pending", start=False)
+def a_pending_spool_costs_starting_processes_no_sender_each(c):
+    """With batches waiting and the server down, one sender works on the
+    queue (holding its lock while it retries); processes starting meanwhile
+    start none of their own."""
+    import shutil
+    if not shutil.which("strace"):
+        raise Skip("strace is not installed")
+    run([EMITTER, "1", "5", "exit"], env=c.env(TATTLE_LINGER_MS=0))
+    c.settle()
+    check_equal(c.spooled_events(), 5, "a batch waits")
+    log = os.path.join(c.sb.dir, "strace.log")
+    env = c.env(TATTLE_LINGER_MS=5000)
+    preload = env.pop("LD_PRELOAD")  # strace itself runs without the agent; what it traces runs with it
+    r = subprocess.run(["strace", "-f", "-qq", "-e", "trace=execve", "-o", log, "-E", "LD_PRELOAD=" + preload,
+                        "sh", "-c",
+                        "for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do /bin/true; sleep 0.05; done"],
+                       env=env, capture_output=True, timeout=60)
+    check_equal(r.returncode, 0, "the loop ran", r.stderr[-500:])
+    with open(log) as f:
+        senders = [line for line in f if "tattle-flusher" in line and "execve(" in line]
+    check(1 <= len(senders) <= 2, "one sender for 20 process starts (two may race)", len(senders), senders[:5])
+    c.settle()
+
+
 @case("destinations")
 def a_batch_goes_only_where_it_was_captured_for(c):
     other = c.env(TATTLE_LINGER_MS=0, POSTHOG_API_KEY="phc_other_project", POSTHOG_HOST="http://127.0.0.1:9")
@@ -446,7 +471,7 @@ def a_batch_goes_only_where_it_was_captured_for(c):
 
 
 TESTS = {f.__name__: f for f in [
-    a_batch_goes_only_where_it_was_captured_for,
+    a_batch_goes_only_where_it_was_captured_for, a_pending_spool_costs_starting_processes_no_sender_each,
     crash_arrives, events_arrive_in_capture_order_per_thread, sigkill_after_1000_captures_loses_nothing,
     crash_while_the_server_is_down_arrives_when_it_is_back, a_few_503s_in_a_row_cost_no_event,
     retry_after_is_honoured, unsent_batches_go_with_a_later_process,
