@@ -44,6 +44,7 @@
 #include "hooks.h"
 #include "json.h"
 #include "link.h"
+#include "reaped.h"
 
 static const int fatal_signals[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP, SIGSYS};
 #define N_FATAL (sizeof fatal_signals / sizeof fatal_signals[0])
@@ -390,6 +391,13 @@ static void on_fatal_signal(int sig, siginfo_t *si, void *ucv)
     }
     /* An ignored signal sent by someone stays ignored, and is no crash. */
     if (host.sa_handler == SIG_IGN && !is_hardware_fault(sig, si)) {
+        errno = saved_errno;
+        return;
+    }
+    /* A wrapper dying by the signal its child died of (timeout, sudo): the
+     * child's report is the report, and the wrapper dies at once. */
+    if (si->si_code <= 0 && si->si_pid == process_id && tattle__reaped_killed_by(sig)) {
+        die_as_before(sig, si);
         errno = saved_errno;
         return;
     }

@@ -249,6 +249,16 @@ def bash_pipeline_sigpipe():
     check_equal(p.stdout, "y\ny\n141 0\n", "yes died of SIGPIPE, as usual")
 
 
+def timeout_reraising_its_childs_signal_is_one_event():
+    """timeout(1) dies by the signal its child died of: one crash, one event,
+    the child's, and the wrapper still dies as it does without the agent."""
+    timeout = need("timeout", "coreutils")
+    crasher = os.path.join(BUILD, "tests", "crasher")
+    _, a, events = compare([timeout, "30", crasher, "null"], crashes=1)
+    check_equal(events[0]["properties"].get("executable"), crasher, "the event is the crasher's, not timeout's")
+    check_equal(a.stderr.count("tattle: SIGSEGV"), 1, "one report")
+
+
 def git_commands():
     git = need("git", "git")
     sb = Sandbox("git")
@@ -268,7 +278,7 @@ TESTS = {f.__name__: f for f in [
     own_crash_handler_that_aborts_is_reported_once, python_plain, python_faulthandler, python_multiprocessing_fork,
     python_subprocess, python_ctypes_crash_keeps_faulthandler, java_version, java_implicit_null_checks_in_jit_code,
     java_unsafe_crash_keeps_hs_err, node_wasm_out_of_bounds_traps, perl_plain, tclsh_plain, bash_pipeline_sigpipe,
-    git_commands]}
+    git_commands, timeout_reraising_its_childs_signal_is_one_event]}
 
 
 if __name__ == "__main__":
