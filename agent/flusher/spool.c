@@ -128,7 +128,10 @@ static int create_tmp(struct tattle_spool *s, char *name, size_t cap)
         name[0] = 0; /* not ours: never unlinked */
         return -e;
     }
-    flock(fd, LOCK_EX | LOCK_NB);
+    /* Blocking: a sweeper may hold it for a moment (it finds it empty and
+     * leaves it); a writer without its lock could be swept mid-write. */
+    while (flock(fd, LOCK_EX) != 0 && errno == EINTR)
+        ;
     return fd;
 }
 
@@ -142,12 +145,16 @@ static int publish(struct tattle_spool *s, const char *tmp, const char *name, in
     return renameat(s->dirfd, tmp, s->dirfd, name) == 0 ? 0 : -errno;
 }
 
-static int write_file(struct tattle_spool *s, char *tmp, size_t cap, const char *body, size_t len, unsigned count)
+/* Write a batch to a new temporary file and move it into place as name,
+ * all under the temporary file's lock (the sweep takes an unlocked one with
+ * bytes in it for a dead writer's). Returns 0 or -errno. */
+static int write_file(struct tattle_spool *s, const char *name, int replace, const char *body, size_t len,
+                      unsigned count)
 {
-    char header[HEADER_MAX];
+    char header[HEADER_MAX], tmp[64];
     int hl = snprintf(header, sizeof header, "tattle-spool 1 %u %zu %08x\n", count, len,
                       tattle__spool_crc(body, len));
-    int fd = create_tmp(s, tmp, cap);
+    int fd = create_tmp(s, tmp, sizeof tmp);
     int r;
     if (fd < 0)
         return fd;
@@ -160,6 +167,10 @@ static int write_file(struct tattle_spool *s, char *tmp, size_t cap, const char 
         r = write_all_fd(fd, body, len);
     if (r == 0 && s->sync && fdatasync(fd) != 0)
         r = -errno;
+    if (r == 0)
+        r = publish(s, tmp, name, replace);
+    if (r != 0)
+        unlinkat(s->dirfd, tmp, 0);
     close(fd);
     return r;
 }
@@ -294,25 +305,19 @@ static unsigned enforce_bound(struct tattle_spool *s)
 
 int tattle__spool_write(struct tattle_spool *s, const char *body, size_t len, unsigned count, unsigned *dropped)
 {
-    char tmp[64] = "", name[96];
+    char name[96];
     struct timespec ts;
     int r;
     *dropped = 0;
-    r = write_file(s, tmp, sizeof tmp, body, len, count);
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(name, sizeof name, "%016llx-%08x-%08x" TATTLE_SPOOL_SUFFIX,
+             (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec, s->tag,
+             atomic_fetch_add(&s->seq, 1) + 1);
+    r = write_file(s, name, 0, body, len, count);
     if (r == -ENOENT && open_dir(s) == 0) /* the directory was removed under us */
-        r = write_file(s, tmp, sizeof tmp, body, len, count);
-    if (r == 0) {
-        clock_gettime(CLOCK_REALTIME, &ts);
-        snprintf(name, sizeof name, "%016llx-%08x-%08x" TATTLE_SPOOL_SUFFIX,
-                 (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec, s->tag,
-                 atomic_fetch_add(&s->seq, 1) + 1);
-        r = publish(s, tmp, name, 0);
-    }
-    if (r != 0) {
-        if (tmp[0])
-            unlinkat(s->dirfd, tmp, 0);
+        r = write_file(s, name, 0, body, len, count);
+    if (r != 0)
         return r;
-    }
     sync_dir(s);
     *dropped = enforce_bound(s);
     return 0;
@@ -407,13 +412,8 @@ void tattle__spool_done(struct tattle_spool *s, struct tattle_spool_batch *b)
 int tattle__spool_replace(struct tattle_spool *s, struct tattle_spool_batch *b, const char *body, size_t len,
                           unsigned count)
 {
-    char tmp[64] = "";
-    int r = write_file(s, tmp, sizeof tmp, body, len, count);
+    int r = write_file(s, b->name, 1, body, len, count);
     if (r == 0)
-        r = publish(s, tmp, b->name, 1);
-    if (r != 0 && tmp[0])
-        unlinkat(s->dirfd, tmp, 0);
-    else if (r == 0)
         sync_dir(s);
     tattle__spool_release(b);
     return r;

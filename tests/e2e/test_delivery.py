@@ -431,6 +431,32 @@ def a_host_that_captures_nothing_starts_no_process(c):
     check(not os.path.exists(c.spool), "no spool directory was created")
 
 
+@case("storm")
+def a_storm_of_capturing_processes_loses_no_event(c):
+    """Many flushers write, sweep and send one queue at once: every event
+    arrives once (a sweeper must never take a live writer's file)."""
+    n = 40
+    env = c.env(TATTLE_LINGER_MS=3000, TATTLE_FILE=c.sb.events_path)
+    procs = [subprocess.Popen([EMITTER, "1", "1", "stdin"], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE) for _ in range(n)]
+    try:
+        for p in procs:
+            check_equal(p.stdout.readline(), b"captured 1 errors 0\n", "each process captured its event")
+            p.stdout.readline()
+        for p in procs:
+            p.stdin.close()
+        errs = [p.stderr.read().decode() for p in procs]
+        for p in procs:
+            p.wait(timeout=30)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    check_equal([e for e in errs if e], [], "no process had anything to say")
+    c.wait_events(n)
+    c.check_valid()
+
+
 @case("pending", start=False)
 def a_pending_spool_costs_starting_processes_no_sender_each(c):
     """With batches waiting and the server down, one sender works on the
@@ -472,6 +498,7 @@ def a_batch_goes_only_where_it_was_captured_for(c):
 
 TESTS = {f.__name__: f for f in [
     a_batch_goes_only_where_it_was_captured_for, a_pending_spool_costs_starting_processes_no_sender_each,
+    a_storm_of_capturing_processes_loses_no_event,
     crash_arrives, events_arrive_in_capture_order_per_thread, sigkill_after_1000_captures_loses_nothing,
     crash_while_the_server_is_down_arrives_when_it_is_back, a_few_503s_in_a_row_cost_no_event,
     retry_after_is_honoured, unsent_batches_go_with_a_later_process,
