@@ -8,6 +8,7 @@ The host must end the same way and print the same; the agent may add
 a few lines of its own on stderr, each said once. Namespaces come from
 unshare(1); where the machine refuses them the case is skipped, saying so.
 """
+import json
 import os
 import resource
 import shutil
@@ -101,6 +102,31 @@ def a_full_disk_is_said_once(box):
     h.check("NOT saved" in crash.stderr, "the crash report says the event was not saved", crash.stderr[-1500:])
     h.check(any("No space left" in line for line in agent_lines(capture.stderr)), "the capture run says why",
             capture.stderr)
+
+
+@with_box
+def a_short_write_on_a_full_disk_never_glues_two_events(box):
+    """A crash event that does not fit leaves no half line behind: once space
+    is back, every line of the file is one whole event."""
+    need_unshare("-m")
+    mnt = os.path.join(box.dir, "mnt")
+    os.makedirs(mnt)
+    events = os.path.join(mnt, "events.jsonl")
+    script = ("mount -t tmpfs -o size=16k,mode=0700 none {m} && head -c 12288 /dev/zero > {m}/fill && "
+              "({crasher} null >/dev/null; true) && rm {m}/fill && {emitter} 1 3 exit >/dev/null && cat {ev}").format(
+        m=mnt, crasher=CRASHER, emitter=EMITTER, ev=events)
+    r = h.run(["unshare", "-m", "sh", "-c", script], env=box.agent_env(TATTLE_FILE=events), cwd=box.dir)
+    h.check("NOT saved" in r.stderr and "No space left" in r.stderr, "the crash event did not fit, and it is said",
+            r.stderr[-1500:])
+    lines = r.stdout.splitlines()
+    bad = []
+    for line in lines:
+        try:
+            json.loads(line)
+        except ValueError:
+            bad.append(line[:120])
+    h.check_equal(bad, [], "every line is a whole event")
+    h.check_equal(len(lines), 3, "the three later events, each on its own line", [l[:80] for l in lines])
 
 
 def without_a_flusher(box, why, wrap=lambda argv: argv, preexec=None):
@@ -201,6 +227,7 @@ def garbage_in_every_variable(box):
 
 
 TESTS = {f.__name__: f for f in [
+    a_short_write_on_a_full_disk_never_glues_two_events,
     without_proc_a_crash_is_still_reported, a_read_only_disk_is_said_once, a_full_disk_is_said_once,
     a_seccomp_filter_that_forbids_fork, the_process_limit_reached, as_pid_1_of_a_namespace,
     a_setuid_binary_is_left_alone, garbage_in_every_variable,
