@@ -431,6 +431,20 @@ def a_host_that_captures_nothing_starts_no_process(c):
     check(not os.path.exists(c.spool), "no spool directory was created")
 
 
+@case("badspool", start=False)
+def a_spool_that_cannot_be_used_is_named_with_its_reason(c):
+    """A spool directory others may write is refused, and the crash report
+    names it and why (not a missing HOME)."""
+    os.makedirs(c.spool)
+    os.chmod(c.spool, 0o777)
+    r = run([CRASHER, "null"], env=c.env(TATTLE_LINGER_MS=0), cwd=c.sb.dir)
+    check_equal(r.signal, 11, "the crash is unchanged")
+    check("cannot use the spool directory %s" % c.spool in r.stderr and "writable by group or others" in r.stderr,
+          "the report names the spool and why", r.stderr[-1200:])
+    check("nowhere to go" not in r.stderr, "nothing blames HOME", r.stderr[-1200:])
+    check_equal(os.stat(c.spool).st_mode & 0o777, 0o777, "the directory was not chmodded")
+
+
 @case("storm")
 def a_storm_of_capturing_processes_loses_no_event(c):
     """Many flushers write, sweep and send one queue at once: every event
@@ -498,7 +512,7 @@ def a_batch_goes_only_where_it_was_captured_for(c):
 
 TESTS = {f.__name__: f for f in [
     a_batch_goes_only_where_it_was_captured_for, a_pending_spool_costs_starting_processes_no_sender_each,
-    a_storm_of_capturing_processes_loses_no_event,
+    a_storm_of_capturing_processes_loses_no_event, a_spool_that_cannot_be_used_is_named_with_its_reason,
     crash_arrives, events_arrive_in_capture_order_per_thread, sigkill_after_1000_captures_loses_nothing,
     crash_while_the_server_is_down_arrives_when_it_is_back, a_few_503s_in_a_row_cost_no_event,
     retry_after_is_honoured, unsent_batches_go_with_a_later_process,
