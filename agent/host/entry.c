@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <limits.h>
 #include <pthread.h>
 #include <string.h>
@@ -197,21 +198,31 @@ static int privileged_stays_inert(char *state_dir, size_t cap)
     return tattle__config_state_dir(state_dir, cap) != 0;
 }
 
-/* A sender already works on this queue (it holds .sender.lock for as long
- * as it runs, retrying while the server is down): starting another would
- * cost this process two forks for nothing. Out of line: a page of stack. */
-static __attribute__((noinline)) int sender_running(const char *queue)
+/* The queue's sender lock, taken here and handed to the sender we start
+ * (it inherits the descriptor, and with it the lock): a process starting
+ * while that sender works finds the lock held and starts none. Returns the
+ * descriptor, -1 when a sender holds the lock, -2 when there is no lock to
+ * be had (a sender is started anyway; the batch claims keep it safe). Out
+ * of line: a page of stack. */
+static __attribute__((noinline)) int take_sender_lock(const char *queue)
 {
     char path[PATH_MAX];
-    int fd, held;
+    struct stat st;
+    int fd;
     if ((size_t)snprintf(path, sizeof path, "%s/.sender.lock", queue) >= sizeof path)
-        return 0;
-    fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        return -2;
+    fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
     if (fd < 0)
-        return 0;
-    held = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
-    close(fd); /* closing drops a lock we took */
-    return held;
+        return -2;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid()) {
+        close(fd);
+        return -1; /* not ours: start nothing on it */
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
 }
 
 /* Said once, by ordinary processes only. */
@@ -250,9 +261,11 @@ __attribute__((constructor)) static void tattle_load(void)
     /* Batches an earlier process could not send: start a flusher that
      * sends them and exits. With an empty spool, nothing starts. (Before
      * the API is on, so no capture races it for the spawn stacks.) */
-    if (config.http_enabled && config.spool_dir[0] && tattle__dir_has_suffix(config.spool_dir, ".batch") > 0 &&
-        !sender_running(config.spool_dir))
-        tattle__link_start_spool_sender();
+    if (config.http_enabled && config.spool_dir[0] && tattle__dir_has_suffix(config.spool_dir, ".batch") > 0) {
+        int lock = take_sender_lock(config.spool_dir);
+        if (lock != -1)
+            tattle__link_start_spool_sender(lock);
+    }
     tattle__api_enable();
     loaded = 1;
 }

@@ -156,12 +156,18 @@ static int start_flusher(void *stacks)
     return 0;
 }
 
-void tattle__link_start_spool_sender(void)
+void tattle__link_start_spool_sender(int lock_fd)
 {
     struct tattle_spawn sp = {link_flusher_path, spool_sender_argv, link_envp, -1, -1, -1, spawn_stacks_normal};
-    /* A failure is said by the first capture, which tries again. */
+    /* The lock goes to the sender as its descriptor 3; our copy is closed
+     * (the lock lives on in the sender's). A failure is said by the first
+     * capture, which tries again. */
+    if (lock_fd >= 0)
+        sp.shm_fd = tattle__fd_move_high(lock_fd);
     if (link_flusher_path)
         (void)tattle__spawn_flusher(&sp);
+    if (sp.shm_fd >= 0)
+        close(sp.shm_fd);
 }
 
 static struct tattle_shm *create(void *stacks)

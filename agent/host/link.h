@@ -24,7 +24,7 @@ struct tattle_shm *tattle__link_get(int in_signal);
  * no descriptor, region or child of it; a capture later starts the
  * process's own flusher as usual. Call it only while no other thread runs
  * (at load). */
-void tattle__link_start_spool_sender(void);
+void tattle__link_start_spool_sender(int lock_fd);
 
 /* The region if it exists, without creating it. Signal-safe. */
 struct tattle_shm *tattle__link_peek(void);
