@@ -59,14 +59,18 @@ static int check_dir(int fd, int last)
     return 0;
 }
 
-/* Step from dir into name (created if create). Returns the new fd or -error. */
+/* Step from dir into name (created if create). Returns the new fd or
+ * -error. A directory on the way is only searched (O_PATH: a 1733
+ * directory such as /var/lib/tattle need not be readable); the state
+ * directory itself is opened for reading (listing, fsync). */
 static int step(int dir, const char *name, int create, int last)
 {
-    int fd = openat(dir, name, DIR_FLAGS), r;
+    int flags = last ? DIR_FLAGS : (O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int fd = openat(dir, name, flags), r;
     if (fd < 0 && errno == ENOENT && create) {
         if (mkdirat(dir, name, 0700) != 0 && errno != EEXIST)
             return -errno;
-        fd = openat(dir, name, DIR_FLAGS);
+        fd = openat(dir, name, flags);
     }
     if (fd < 0)
         return open_error(dir, name, errno);
@@ -89,7 +93,7 @@ int tattle__statedir_open(const char *path, int create)
     keep = strncmp(path, TATTLE_SYSTEM_STATE_DIR "/", sizeof TATTLE_SYSTEM_STATE_DIR) == 0
                ? buf + sizeof TATTLE_SYSTEM_STATE_DIR - 1
                : buf;
-    if ((dir = open("/", DIR_FLAGS)) < 0)
+    if ((dir = open("/", path[strspn(path, "/")] ? O_PATH | O_DIRECTORY | O_CLOEXEC : DIR_FLAGS)) < 0)
         return -errno;
     for (name = strtok_r(buf, "/", &save); name; name = strtok_r(NULL, "/", &save)) {
         const char *rest = save + strspn(save, "/");
