@@ -86,8 +86,8 @@ def asan_flusher():
     comes before ASan's runtime in its library list, which ASan refuses
     unless told verify_asan_link_order=0 (through the environment, so only
     in an ordinary process's flusher)."""
-    with open(FLUSHER, "rb") as f:
-        return b"libasan.so" in f.read()
+    r = subprocess.run(["readelf", "-d", FLUSHER], capture_output=True, text=True)
+    return "libasan.so" in r.stdout  # a NEEDED entry: the runtime is shared, not linked in
 
 
 def need_an_unsanitized_flusher():
