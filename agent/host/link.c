@@ -122,6 +122,9 @@ static int start_flusher(void *stacks)
     struct stat st;
     struct tattle_spawn sp;
     int r;
+    /* The old doorbell, if it is still ours: the host may have closed it,
+     * and its number may now be anything (the new socket's, even). */
+    int old_sock = sock_is_ours() ? link_sock : -1;
     if (!link_flusher_path || !fd_is(link_shm_fd, link_shm_ino))
         return -1;
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
@@ -148,8 +151,8 @@ static int start_flusher(void *stacks)
         tell_start_failure("cannot start the flusher", -r);
         return -1;
     }
-    if (link_sock >= 0)
-        close(link_sock);
+    if (old_sock >= 0)
+        close(old_sock);
     link_sock = sv[0];
     link_sock_ino = fstat(link_sock, &st) == 0 ? st.st_ino : 0;
     atomic_store(&start_failed, 0);
@@ -286,7 +289,27 @@ static int await_done(struct tattle_crash *c, uint64_t deadline)
     }
 }
 
-int tattle__link_wait_crash(int timeout_ms)
+/* The host closed the region's descriptor (a daemon that closes every
+ * descriptor) and its flusher died: a new flusher cannot be handed the old
+ * region, so make a new one holding the same crash record (what the ring
+ * still held is lost). Signal-safe. */
+static struct tattle_shm *relocate_region(struct tattle_shm *old)
+{
+    struct stat st;
+    int fd;
+    struct tattle_shm *shm = tattle__shm_create(&fd);
+    if (!shm)
+        return NULL;
+    tattle__shm_describe_host(shm);
+    memcpy(&shm->crash, &old->crash, sizeof shm->crash);
+    atomic_store(&shm->crash.state, TATTLE_CRASH_READY);
+    link_shm_fd = fd;
+    link_shm_ino = fstat(fd, &st) == 0 ? st.st_ino : 0;
+    link_shm = shm;
+    return shm;
+}
+
+int tattle__link_wait_crash(int timeout_ms, struct tattle_crash **crash)
 {
     struct tattle_shm *shm = tattle__link_peek();
     uint64_t deadline = tattle__now_monotonic_ms() + (uint64_t)timeout_ms;
@@ -306,6 +329,11 @@ int tattle__link_wait_crash(int timeout_ms)
         restarted = 1;
         if (atomic_load(&shm->crash.state) == TATTLE_CRASH_TAKEN)
             atomic_store(&shm->crash.state, TATTLE_CRASH_READY);
+        if (!fd_is(link_shm_fd, link_shm_ino)) {
+            if (!(shm = relocate_region(shm)))
+                return -1;
+            *crash = &shm->crash;
+        }
         if (start_flusher(spawn_stacks_crash) != 0)
             return -1;
     }

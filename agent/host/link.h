@@ -40,7 +40,7 @@ void tattle__link_doorbell(void);
  * if it is gone) and wait until it is DONE or timeout_ms passes. Returns 1
  * when the report is complete, 0 when it did not complete in time, -1 when
  * no flusher could be started. Signal-safe. */
-int tattle__link_wait_crash(int timeout_ms);
+int tattle__link_wait_crash(int timeout_ms, struct tattle_crash **crash);
 
 /* tattle_flush: wait until every event captured so far is in the local
  * sinks (the file, the spool) and, with a server configured, until a

@@ -215,7 +215,7 @@ static void capture(int sig, siginfo_t *si, ucontext_t *uc)
         tattle__sys_tgkill(tattle__sys_getpid(), tattle__sys_gettid(), SIGKILL);
     fill_record(c, sig, si, uc);
     atomic_store_explicit(&c->state, TATTLE_CRASH_READY, memory_order_release);
-    done = tattle__link_wait_crash(config->crash_timeout_ms);
+    done = tattle__link_wait_crash(config->crash_timeout_ms, &c); /* c may move to a new region */
     if (done > 0) {
         print_report(c);
         tattle__link_notice_seen(); /* its last line says where the event went */
