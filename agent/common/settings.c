@@ -127,6 +127,11 @@ static const char *from_file(const char *name)
     return NULL;
 }
 
+const char *tattle__setting_from_file(const char *name)
+{
+    return conf_count ? from_file(name) : NULL;
+}
+
 const char *tattle__setting(const char *name)
 {
     const char *v = secure ? NULL : getenv(name);

@@ -30,6 +30,9 @@ int tattle__settings_init(void);
 /* The text of setting name (e.g. "TATTLE_FILE"), or NULL. */
 const char *tattle__setting(const char *name);
 
+/* The text the configuration file gives name, or NULL. */
+const char *tattle__setting_from_file(const char *name);
+
 /* 1 in a secure-execution process (after tattle__settings_init). */
 int tattle__settings_secure(void);
 

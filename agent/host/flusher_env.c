@@ -5,6 +5,7 @@
  */
 #include "flusher_env.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,9 +26,9 @@ static char *env[SLOTS + 1];
 static char space[SPACE] TATTLE_LARGE_STATIC;
 static size_t used, count;
 
-static void put(const char *name, const char *value)
+static void put_entry(const char *name, size_t n, const char *value)
 {
-    size_t n = strlen(name), v;
+    size_t v;
     if (!value || count >= SLOTS)
         return;
     v = strlen(value);
@@ -40,19 +41,65 @@ static void put(const char *name, const char *value)
     used += n + v + 2;
 }
 
+static void put(const char *name, const char *value)
+{
+    if (value)
+        put_entry(name, strlen(name), value);
+}
+
+/* Does entry ("NAME=value") set names[i] for some i? The index, or -1.
+ * Plain loops: each libc function first called at load costs every
+ * process a lazy symbol resolution. */
+static int lookup(const char *entry, const char *const *names, size_t n)
+{
+    size_t i, k;
+    for (i = 0; i < n && names[i]; i++) {
+        const char *a = entry, *b = names[i];
+        if (*a != *b)
+            continue;
+        for (k = 0; *b && *a == *b; k++)
+            a++, b++;
+        if (!*b && *a == '=')
+            return (int)i;
+    }
+    return -1;
+}
+
+/* One pass over the environment (a getenv per name would scan it once per
+ * name, at every process start): what it sets, copied; then what only the
+ * configuration file sets. */
+static void from_environment(void)
+{
+    extern char **environ;
+    uint64_t seen = 0;
+    char **e;
+    int i;
+    for (e = environ; e && *e; e++) {
+        const char *v = *e;
+        if ((**e == 'T' || **e == 'P') && (i = lookup(*e, tattle__setting_names, 64)) >= 0)
+            seen |= 1ull << i;
+        else if (lookup(*e, passed, sizeof passed / sizeof passed[0]) < 0)
+            continue;
+        while (*v != '=')
+            v++;
+        put_entry(*e, (size_t)(v - *e), v + 1);
+    }
+    for (i = 0; tattle__setting_names[i]; i++)
+        if (!(seen & (1ull << i)))
+            put(tattle__setting_names[i], tattle__setting_from_file(tattle__setting_names[i]));
+}
+
 char *const *tattle__flusher_env_build(int secure, const char *state_dir)
 {
     size_t i;
-    /* Every setting this host resolved (from its environment or the file). */
-    for (i = 0; tattle__setting_names[i]; i++)
-        if (!(secure && !strcmp(tattle__setting_names[i], "TATTLE_STATE_DIR")))
-            put(tattle__setting_names[i], tattle__setting(tattle__setting_names[i]));
-    if (secure) {
+    if (secure) { /* the file's settings only */
+        for (i = 0; tattle__setting_names[i]; i++)
+            if (strcmp(tattle__setting_names[i], "TATTLE_STATE_DIR") != 0)
+                put(tattle__setting_names[i], tattle__setting(tattle__setting_names[i]));
         put("TATTLE_STATE_DIR", state_dir);
         put("TATTLE_SECURE", "1");
     } else {
-        for (i = 0; i < sizeof passed / sizeof passed[0]; i++)
-            put(passed[i], getenv(passed[i]));
+        from_environment();
     }
     env[count] = NULL;
     return env;
