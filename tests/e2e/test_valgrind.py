@@ -42,8 +42,9 @@ def memcheck_errors(log_text):
 
 
 def sanitized(exe):
-    needed = subprocess.run(["readelf", "-d", exe], capture_output=True, text=True).stdout
-    return re.search(r"lib(asan|tsan|ubsan)", needed) is not None
+    """Built with a sanitizer, its runtime shared or linked in."""
+    symbols = subprocess.run(["readelf", "-s", "-W", exe], capture_output=True, text=True).stdout
+    return re.search(r"__(asan|tsan|ubsan)_", symbols) is not None
 
 
 def crash_case(exe, verb, type_):
