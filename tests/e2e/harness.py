@@ -214,6 +214,43 @@ def build_id(path):
     return m.group(1) if m else None
 
 
+def proc_state(pid):
+    """The state letter of pid (R, S, Z...), or None once it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+def environ_has(pid, text):
+    """Does pid's environment hold text (e.g. "TATTLE_FILE=/x\\0")?"""
+    try:
+        with open("/proc/%d/environ" % pid, "rb") as f:
+            return text.encode() in f.read()
+    except OSError:
+        return False
+
+
+def flusher_pids(keep=lambda pid: True, zombies=False):
+    """tattle-flusher processes (zombies left out unless asked) for which
+    keep(pid) is true."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/comm" % name) as f:
+                if f.read().strip() != "tattle-flusher":
+                    continue
+        except OSError:
+            continue
+        pid = int(name)
+        if (zombies or proc_state(pid) not in ("Z", "X", None)) and keep(pid):
+            found.append(pid)
+    return found
+
+
 class Skip(Exception):
     """A case that cannot run here (a runtime not installed): said, not passed."""
 

@@ -669,19 +669,12 @@ class Installed:
 
     def flushers(self):
         """Flushers running in this namespace."""
-        found = []
-        for name in os.listdir("/proc"):
-            if not name.isdigit():
-                continue
+        def here(pid):
             try:
-                with open("/proc/%s/comm" % name) as f:
-                    if f.read().strip() != "tattle-flusher":
-                        continue
-                if os.readlink("/proc/%s/ns/mnt" % name) == self.mnt_ns:
-                    found.append(int(name))
+                return os.readlink("/proc/%d/ns/mnt" % pid) == self.mnt_ns
             except OSError:
-                pass
-        return found
+                return False
+        return h.flusher_pids(here, zombies=True)
 
     def cleanup(self):
         if self.holder:

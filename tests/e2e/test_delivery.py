@@ -13,6 +13,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
+import harness as h  # noqa: E402
 from harness import AGENT, BUILD, Sandbox, Skip, check, check_equal, exceptions, main, run  # noqa: E402
 from posthog_standin import StandIn  # noqa: E402
 
@@ -327,17 +328,7 @@ def a_slow_server_never_delays_the_host(c):
 
 
 def our_flushers(c):
-    found = []
-    for environ in glob.glob("/proc/[0-9]*/environ"):
-        try:
-            with open(environ, "rb") as f:
-                if ("TATTLE_SPOOL_DIR=%s\0" % c.spool).encode() in f.read():
-                    exe = os.readlink(os.path.dirname(environ) + "/exe")
-                    if exe.endswith("tattle-flusher"):
-                        found.append(environ)
-        except OSError:
-            pass
-    return found
+    return h.flusher_pids(lambda pid: h.environ_has(pid, "TATTLE_SPOOL_DIR=%s\0" % c.spool))
 
 
 @case("exec")

@@ -187,19 +187,8 @@ def missing_flusher_never_hangs_or_changes_the_death(box):
 
 def find_flusher(token):
     """The flusher serving our host: its environment names the host's sink."""
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open("/proc/%s/comm" % pid) as f:
-                if f.read().strip() != "tattle-flusher":
-                    continue
-            with open("/proc/%s/environ" % pid, "rb") as f:
-                if token.encode() in f.read():
-                    return int(pid)
-        except OSError:
-            continue
-    return None
+    pids = h.flusher_pids(lambda pid: h.environ_has(pid, token), zombies=True)
+    return pids[0] if pids else None
 
 
 @with_box

@@ -50,31 +50,10 @@ def prog(name):
 def flushers(box):
     """Live tattle-flusher processes whose environment names this sandbox's
     events file (TATTLE_FILE=<path>). Zombies have done their work."""
-    token = ("TATTLE_FILE=%s\0" % box.events_path).encode()
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open("/proc/%s/comm" % pid) as f:
-                if f.read().strip() != "tattle-flusher":
-                    continue
-            if proc_state(int(pid)) in ("Z", "X", None):
-                continue
-            with open("/proc/%s/environ" % pid, "rb") as f:
-                if token in f.read():
-                    found.append(int(pid))
-        except OSError:
-            continue
-    return found
+    return h.flusher_pids(lambda pid: h.environ_has(pid, "TATTLE_FILE=%s\0" % box.events_path))
 
 
-def proc_state(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return None
+proc_state = h.proc_state
 
 
 def cpu_ticks(pid):
