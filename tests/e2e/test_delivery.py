@@ -287,7 +287,18 @@ def the_spool_survives_a_flusher_killed_mid_write(c):
     c.settle()
     first = c.batches()
     check_equal(c.spooled_events(), 5, "the first run's events are spooled")
-    r = run([EMITTER, "1", "5", "exit"], env=c.env(TATTLE_LINGER_MS=0, TATTLE_TEST_FAULT="spool-write-kill"))
+    # Hold the queue's sender lock meanwhile: a sender started by this run
+    # (it finds the first run's batch) would sweep the dead writer's file
+    # before we look at it.
+    import fcntl
+    queue = os.path.dirname(first[0])
+    lock = os.open(os.path.join(queue, ".sender.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        r = run([EMITTER, "1", "5", "exit"], env=c.env(TATTLE_LINGER_MS=0, TATTLE_TEST_FAULT="spool-write-kill"))
+        c.settle()
+    finally:
+        os.close(lock)
     check_equal((r.exit_code, r.stdout), (0, "captured 5 errors 0\n"), "the host ends as usual")
     c.settle()
     check_equal(c.batches(), first, "the half-written batch is not in the queue")
