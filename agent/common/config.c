@@ -200,6 +200,7 @@ static void load_spool_base(struct tattle_config *cfg, int warn, int with_defaul
 {
     const char *v = tattle__setting("TATTLE_SPOOL_DIR");
     cfg->spool_max_bytes = (long long)env_int("TATTLE_SPOOL_MAX_MB", 64, 1, 1 << 20, warn) << 20;
+    cfg->file_max_bytes = (long long)env_int("TATTLE_FILE_MAX_MB", 64, 1, 1 << 20, warn) << 20;
     cfg->linger_ms = env_int("TATTLE_LINGER_MS", 5000, 0, 600000, warn);
     if (v && *v) {
         if (v[0] != '/' || strlen(v) + 64 >= sizeof cfg->spool_dir)

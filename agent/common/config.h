@@ -31,6 +31,7 @@ struct tattle_config {
     int http_enabled;          /* POSTHOG_API_KEY is set and well formed */
     int linger_ms;             /* TATTLE_LINGER_MS, default 5000: delivery after the host is gone */
     long long spool_max_bytes; /* TATTLE_SPOOL_MAX_MB, default 64 */
+    long long file_max_bytes;  /* TATTLE_FILE_MAX_MB, default 64: then the file is rotated to <file>.1 */
     int parsed;                /* an earlier parse is in here */
     int test_die_mid_record;   /* TATTLE_TEST_FAULT=die-mid-record (tests only) */
     char distinct_id[TATTLE_DISTINCT_ID_MAX + 1]; /* TATTLE_DISTINCT_ID, may be "" */

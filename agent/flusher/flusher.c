@@ -114,7 +114,7 @@ static int commit(struct flusher *f, int sync)
     if (!f->batch_count)
         return 0;
     if (f->cfg.file_path[0])
-        file_r = tattle__sink_file_append(f->cfg.file_path, f->batch, f->batch_len - 1, sync);
+        file_r = tattle__sink_file_append(f->cfg.file_path, f->batch, f->batch_len - 1, sync, f->cfg.file_max_bytes);
     if (f->delivery) {
         spool_r = tattle__spool_write(&f->spool, f->batch, f->batch_len, f->batch_count, &dropped);
         if (spool_r == 0) {

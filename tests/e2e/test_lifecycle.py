@@ -3,6 +3,7 @@ nothing crashes, configuration, where events go, and no trace of the
 flusher in the host (children, pipes). Usage: test_lifecycle.py [CASE...]
 """
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -95,6 +96,25 @@ def without_home_events_go_to_the_system_state_dir(box):
     h.check("written to /var/lib/tattle/%d/events.jsonl" % os.geteuid() in agent.stderr, "the event is saved there",
             agent.stderr[-800:])
     h.check_equal(agent.stderr.strip().splitlines()[-1], "700", "the per-uid directory is private")
+
+
+@with_box
+def the_events_file_is_bounded(box):
+    """Past TATTLE_FILE_MAX_MB the file is rotated to <file>.1: about twice
+    the bound on disk at most, and no event lost by the rotation itself."""
+    emitter = os.path.join(h.BUILD, "tests", "emitter")
+    total = 0
+    for _ in range(4):
+        r = h.run([emitter, "1", "1000", "exit"], env=box.agent_env(TATTLE_FILE_MAX_MB=1), cwd=box.dir)
+        m = re.match(r"captured (\d+) errors", r.stdout)
+        h.check(m, "the emitter captured", r.stdout)
+        total += int(m.group(1))
+    rotated = box.events_path + ".1"
+    h.check(os.path.exists(rotated), "the file was rotated", os.listdir(os.path.dirname(box.events_path)))
+    h.check(os.path.getsize(box.events_path) < (1 << 20) + (1 << 20), "the file stays near its bound",
+            os.path.getsize(box.events_path))
+    lines = len(box.events()) + len(box.events(rotated))
+    h.check(1000 <= lines <= total, "the two files hold whole events, the latest run's all there", lines, total)
 
 
 def run_without_home(box, setup, home=None, then=""):
@@ -236,6 +256,7 @@ TESTS = {f.__name__: f for f in [
     default_sink_under_xdg_state_home, default_sink_under_home, malformed_config_warns_once_and_uses_defaults,
     without_home_the_report_says_the_event_was_not_saved,
     distinct_id_from_the_environment, anonymous_without_distinct_id, without_home_events_go_to_the_system_state_dir,
+    the_events_file_is_bounded,
     forked_child_crash_is_invisible_to_the_parents_wait, pipe_closes_when_the_host_dies,
     missing_flusher_never_hangs_or_changes_the_death,
 ]}

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <stdio.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -69,13 +70,29 @@ static int append_all(int fd, const char *line, size_t len)
     return 0;
 }
 
-int tattle__sink_file_append(const char *path, const char *line, size_t len, int sync)
+/* Past max_bytes the file becomes <file>.1 (replacing the previous one)
+ * and a new file starts: at most about twice the bound on disk. */
+static int rotate_if_full(int dir, const char *leaf, int fd, long long max_bytes)
+{
+    char old[NAME_MAX + 3];
+    struct stat st;
+    if (max_bytes <= 0 || fstat(fd, &st) != 0 || st.st_size < max_bytes ||
+        (size_t)snprintf(old, sizeof old, "%s.1", leaf) >= sizeof old)
+        return fd;
+    close(fd);
+    renameat(dir, leaf, dir, old);
+    return tattle__statefile_open(dir, leaf, O_APPEND);
+}
+
+int tattle__sink_file_append(const char *path, const char *line, size_t len, int sync, long long max_bytes)
 {
     const char *leaf;
     int r, fd, dir = open_parent(path, &leaf);
     if (dir < 0)
         return dir;
     fd = tattle__statefile_open(dir, leaf, O_APPEND);
+    if (fd >= 0)
+        fd = rotate_if_full(dir, leaf, fd, max_bytes);
     close(dir);
     if (fd < 0)
         return fd;

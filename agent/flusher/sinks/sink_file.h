@@ -4,7 +4,8 @@
  * statedir.h (no link followed, nothing of another user's written to),
  * appending whole lines with a single O_APPEND write so concurrent
  * processes never interleave, taking back a partial line after a short
- * write (a full disk), and syncing when asked. Each line is one element of
+ * write (a full disk), rotating the file to <file>.1 once it holds
+ * max_bytes, and syncing when asked. Each line is one element of
  * a PostHog batch array.
  * Signal context: NO (flusher only).
  */
@@ -15,6 +16,6 @@
 
 /* Append line (without its newline) to path. Returns 0, -errno or
  * -TATTLE_E* (statedir.h). */
-int tattle__sink_file_append(const char *path, const char *line, size_t len, int sync);
+int tattle__sink_file_append(const char *path, const char *line, size_t len, int sync, long long max_bytes);
 
 #endif
