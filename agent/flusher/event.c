@@ -178,6 +178,9 @@ void tattle__event_crash_title(const struct tattle_crash *c, char *type, size_t 
     } else if (tattle__si_code_has_address(c->signo, c->si_code)) {
         snprintf(value, vcap, "%s (%s) at address 0x%llx", tattle__signal_description(c->signo),
                  code ? code : "?", (unsigned long long)c->fault_addr);
+    } else if (tattle__event_is_kill(c)) {
+        snprintf(value, vcap, "killed: %s sent by process %d (uid %u); no fault, the stack shows where the program was",
+                 tattle__signal_name(c->signo), c->sender_pid, c->sender_uid);
     } else if (c->sender_pid && c->sender_pid != c->pid) {
         snprintf(value, vcap, "%s (%s) sent by process %d", tattle__signal_description(c->signo),
                  code ? code : "?", c->sender_pid);
@@ -308,8 +311,17 @@ static cJSON *registers_json(const struct tattle_crash *c)
     return j;
 }
 
+/* A fatal signal another process sent (kill, timeout -s ABRT, a
+ * watchdog): no fault happened; the stack shows where the program was. */
+int tattle__event_is_kill(const struct tattle_crash *c)
+{
+    return c->si_code <= 0 && c->sender_pid > 0 && c->sender_pid != c->pid && c->abort_kind == TATTLE_ABORT_NONE;
+}
+
 static const char *mechanism_type(const struct tattle_crash *c)
 {
+    if (tattle__event_is_kill(c))
+        return "kill";
     if (c->abort_kind == TATTLE_ABORT_ASSERT)
         return "assert";
     if (c->abort_kind == TATTLE_ABORT_CXX)
@@ -352,8 +364,12 @@ cJSON *tattle__event_crash(const struct tattle_config *cfg, const struct tattle_
         cJSON_AddStringToObject(props, "signal_code", code);
     if (tattle__si_code_has_address(c->signo, c->si_code))
         add_hex(props, "fault_address", c->fault_addr);
-    if (c->sender_pid && c->sender_pid != c->pid)
+    if (c->sender_pid && c->sender_pid != c->pid) {
         cJSON_AddNumberToObject(props, "signal_sender_pid", c->sender_pid);
+        cJSON_AddNumberToObject(props, "signal_sender_uid", c->sender_uid);
+    }
+    if (tattle__event_is_kill(c))
+        cJSON_AddBoolToObject(props, "killed", 1);
     if (c->abort_msg[0])
         cJSON_AddStringToObject(props, "abort_message", c->abort_msg);
     cJSON_AddNumberToObject(props, "thread_id", c->tid);

@@ -49,4 +49,7 @@ cJSON *tattle__event_debug_images(struct tattle_symbolizer *sym, const char *exe
 /* ISO-8601 UTC with milliseconds, e.g. 2026-01-15T10:20:30.123Z */
 void tattle__event_time(uint64_t time_ns, char out[32]);
 
+/* Was the crash a fatal signal sent by another process, not a fault? */
+int tattle__event_is_kill(const struct tattle_crash *c);
+
 #endif

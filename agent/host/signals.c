@@ -395,8 +395,10 @@ static void on_fatal_signal(int sig, siginfo_t *si, void *ucv)
         return;
     }
     /* A wrapper dying by the signal its child died of (timeout, sudo): the
-     * child's report is the report, and the wrapper dies at once. */
-    if (si->si_code <= 0 && si->si_pid == process_id && tattle__reaped_killed_by(sig)) {
+     * child's report is the report, and the wrapper dies at once. So does
+     * a process another one killed, with TATTLE_REPORT_KILLS=0. */
+    if (si->si_code <= 0 && ((si->si_pid == process_id && tattle__reaped_killed_by(sig)) ||
+                             (!config->report_kills && si->si_pid > 0 && si->si_pid != process_id))) {
         die_as_before(sig, si);
         errno = saved_errno;
         return;

@@ -5,6 +5,7 @@ flusher in the host (children, pipes). Usage: test_lifecycle.py [CASE...]
 import os
 import re
 import shutil
+import signal
 import stat
 import subprocess
 import time
@@ -96,6 +97,36 @@ def without_home_events_go_to_the_system_state_dir(box):
     h.check("written to /var/lib/tattle/%d/events.jsonl" % os.geteuid() in agent.stderr, "the event is saved there",
             agent.stderr[-800:])
     h.check_equal(agent.stderr.strip().splitlines()[-1], "700", "the per-uid directory is private")
+
+
+def killed_from_outside(box, **env):
+    p = subprocess.Popen(["/bin/sleep", "30"], env=box.agent_env(**env), cwd=box.dir, stderr=subprocess.PIPE)
+    time.sleep(0.3)
+    os.kill(p.pid, signal.SIGABRT)
+    p.wait(timeout=30)
+    return p
+
+
+@with_box
+def a_kill_from_outside_is_recorded_as_a_kill(box):
+    """kill -ABRT from another process (a watchdog, timeout -s ABRT): the
+    process dies as it would; the event says who killed it, not a fault."""
+    p = killed_from_outside(box)
+    h.check_equal(p.returncode, -signal.SIGABRT, "sleep dies by SIGABRT")
+    events = h.exceptions(box.events())
+    h.check_equal(len(events), 1, "one event")
+    ex = events[0]["properties"]["$exception_list"][0]
+    h.check_equal(ex["mechanism"]["type"], "kill", "its mechanism is a kill")
+    h.check("sent by process %d" % os.getpid() in ex["value"], "it names the sender", ex["value"])
+    h.check_equal(events[0]["properties"].get("killed"), True, "and says so as a property")
+
+
+@with_box
+def kills_from_outside_may_be_left_unreported(box):
+    p = killed_from_outside(box, TATTLE_REPORT_KILLS=0)
+    h.check_equal(p.returncode, -signal.SIGABRT, "sleep dies by SIGABRT")
+    h.check_equal(h.exceptions(box.events()), [], "no event")
+    h.check_equal(p.stderr.read(), b"", "nothing said")
 
 
 @with_box
@@ -256,7 +287,7 @@ TESTS = {f.__name__: f for f in [
     default_sink_under_xdg_state_home, default_sink_under_home, malformed_config_warns_once_and_uses_defaults,
     without_home_the_report_says_the_event_was_not_saved,
     distinct_id_from_the_environment, anonymous_without_distinct_id, without_home_events_go_to_the_system_state_dir,
-    the_events_file_is_bounded,
+    the_events_file_is_bounded, a_kill_from_outside_is_recorded_as_a_kill, kills_from_outside_may_be_left_unreported,
     forked_child_crash_is_invisible_to_the_parents_wait, pipe_closes_when_the_host_dies,
     missing_flusher_never_hangs_or_changes_the_death,
 ]}
