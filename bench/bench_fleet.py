@@ -54,9 +54,12 @@ def tattle_processes():
                 if f.read().strip() != "tattle-flusher":
                     continue
             with open("/proc/%s/status" % pid) as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        rss += int(line.split()[1])
+                status = f.read()
+            if "\nState:\tZ" in status:  # done: a zombie whose parent does not reap
+                continue
+            for line in status.splitlines():
+                if line.startswith("VmRSS:"):
+                    rss += int(line.split()[1])
             n += 1
         except OSError:
             pass
