@@ -16,6 +16,7 @@
 #define BACKOFF_MAX_MS 30000
 #define IDLE_RESCAN_MS 1000 /* other processes' batches appear without a kick */
 #define REQUEST_TIMEOUT_MS 15000
+#define FINAL_REQUEST_MS 3000
 #define LIST_MAX 256
 
 enum pass_result { PASS_EMPTY, PASS_BACKOFF, PASS_STOPPED };
@@ -74,7 +75,12 @@ static long request_timeout(struct tattle_delivery *d)
     pthread_mutex_lock(&d->mu);
     if (d->finishing) {
         uint64_t now = now_ms();
-        t = d->deadline_ms > now ? (long)(d->deadline_ms - now) : 1;
+        t = d->deadline_ms > now ? (long)(d->deadline_ms - now) : 0;
+        /* A request started near the end of the linger still gets time to
+         * hear its answer: cut off, a batch the server took would be sent
+         * again later (its events twice). */
+        if (t < FINAL_REQUEST_MS)
+            t = FINAL_REQUEST_MS;
         if (t > REQUEST_TIMEOUT_MS)
             t = REQUEST_TIMEOUT_MS;
     }

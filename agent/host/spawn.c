@@ -45,6 +45,11 @@ static int flusher_child(void *arg)
         syscall(SYS_dup2, nullfd, 0);
         syscall(SYS_dup2, nullfd, 1);
         syscall(SYS_dup2, nullfd, 2);
+        /* It took the lowest free number: one of 3-5 left empty (no pidfd
+         * where pidfd_open is missing) must stay empty, or the flusher
+         * takes /dev/null for its host's pidfd and thinks the host gone. */
+        if (nullfd > 2)
+            syscall(SYS_close, nullfd);
     }
     if (syscall(SYS_close_range, TATTLE_FLUSHER_FD_HOST + 1, ~0U, 0) != 0) {
         int fd;
