@@ -4,6 +4,7 @@
  * Signal context: NO.
  */
 #include "config.h"
+#include "assafe.h"
 #include "settings.h"
 
 #include <errno.h>
@@ -21,7 +22,7 @@ static void warn_once(int warn, const char *name, const char *value, const char 
 }
 
 /* A boolean: 1/0, true/false, yes/no, on/off. */
-static int env_bool(const char *name, int def, int warn)
+TATTLE_LOAD_PATH static int env_bool(const char *name, int def, int warn)
 {
     const char *v = tattle__setting(name);
     if (!v || !*v)
@@ -34,7 +35,7 @@ static int env_bool(const char *name, int def, int warn)
     return def;
 }
 
-static int env_int(const char *name, int def, int lo, int hi, int warn)
+TATTLE_LOAD_PATH static int env_int(const char *name, int def, int lo, int hi, int warn)
 {
     const char *v = tattle__setting(name);
     char *end;
@@ -55,14 +56,14 @@ static int env_int(const char *name, int def, int lo, int hi, int warn)
 /* A home to keep state in: an absolute path other than "/", a directory
  * owned by this user (not /nonexistent, not another user's home kept by
  * sudo -E). */
-static int usable_home(const char *home)
+TATTLE_LOAD_PATH static int usable_home(const char *home)
 {
     struct stat st;
     return home && home[0] == '/' && home[1] && stat(home, &st) == 0 && S_ISDIR(st.st_mode) &&
            st.st_uid == geteuid();
 }
 
-int tattle__config_state_dir(char *buf, size_t cap)
+TATTLE_LOAD_PATH int tattle__config_state_dir(char *buf, size_t cap)
 {
     const char *own = tattle__setting("TATTLE_STATE_DIR");
     const char *xdg = tattle__setting("XDG_STATE_HOME");
@@ -93,7 +94,7 @@ static __attribute__((noinline)) void state_path(char *out, size_t cap, const ch
     memcpy(out + d, leaf, l + 1);
 }
 
-static void load_file_path(struct tattle_config *cfg, int warn, int with_default)
+TATTLE_LOAD_PATH static void load_file_path(struct tattle_config *cfg, int warn, int with_default)
 {
     const char *v = tattle__setting("TATTLE_FILE");
     if (v && *v) {
@@ -109,7 +110,7 @@ static void load_file_path(struct tattle_config *cfg, int warn, int with_default
         state_path(cfg->file_path, sizeof cfg->file_path, "/events.jsonl");
 }
 
-static void load_distinct_id(struct tattle_config *cfg, int warn)
+TATTLE_LOAD_PATH static void load_distinct_id(struct tattle_config *cfg, int warn)
 {
     const char *v = tattle__setting("TATTLE_DISTINCT_ID");
     if (!v || !*v)
@@ -121,7 +122,7 @@ static void load_distinct_id(struct tattle_config *cfg, int warn)
     strcpy(cfg->distinct_id, v);
 }
 
-const char *tattle__config_api_key(void)
+TATTLE_LOAD_PATH const char *tattle__config_api_key(void)
 {
     const char *v = tattle__setting("POSTHOG_API_KEY");
     size_t i;
@@ -165,7 +166,7 @@ int tattle__config_url_is_loopback(const char *url)
 }
 
 /* The key is never echoed: not even into a warning. */
-static void load_http(struct tattle_config *cfg, int warn)
+TATTLE_LOAD_PATH static void load_http(struct tattle_config *cfg, int warn)
 {
     const char *v = tattle__setting("POSTHOG_API_KEY");
     const char *host = tattle__setting("POSTHOG_HOST");
@@ -196,7 +197,7 @@ static void load_http(struct tattle_config *cfg, int warn)
     cfg->http_enabled = 1;
 }
 
-static void load_spool_base(struct tattle_config *cfg, int warn, int with_default)
+TATTLE_LOAD_PATH static void load_spool_base(struct tattle_config *cfg, int warn, int with_default)
 {
     const char *v = tattle__setting("TATTLE_SPOOL_DIR");
     cfg->spool_max_bytes = (long long)env_int("TATTLE_SPOOL_MAX_MB", 64, 1, 1 << 20, warn) << 20;
@@ -218,7 +219,7 @@ static void load_spool_base(struct tattle_config *cfg, int warn, int with_defaul
  * is only ever sent where, and with the key, it was captured for: the
  * queue's name is a 64-bit FNV-1a hash of the host and the key (the key
  * itself is never in a file name). */
-static void per_destination(struct tattle_config *cfg)
+TATTLE_LOAD_PATH static void per_destination(struct tattle_config *cfg)
 {
     const char *key = tattle__config_api_key(), *p;
     uint64_t h = 1469598103934665603ull;
@@ -232,7 +233,7 @@ static void per_destination(struct tattle_config *cfg)
         snprintf(cfg->spool_dir + n, sizeof cfg->spool_dir - n, "/posthog-%016llx", (unsigned long long)h);
 }
 
-static void load_spool(struct tattle_config *cfg, int warn, int with_default)
+TATTLE_LOAD_PATH static void load_spool(struct tattle_config *cfg, int warn, int with_default)
 {
     load_spool_base(cfg, warn, with_default);
     if (cfg->http_enabled)
@@ -249,7 +250,7 @@ static void reset(struct tattle_config *cfg)
     cfg->posthog_host_shown[0] = 0;
 }
 
-void tattle__config_load(struct tattle_config *cfg, enum tattle_config_reader reader)
+TATTLE_LOAD_PATH void tattle__config_load(struct tattle_config *cfg, enum tattle_config_reader reader)
 {
     int warn = reader == TATTLE_CONFIG_HOST;
     const char *fault;

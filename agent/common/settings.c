@@ -5,6 +5,8 @@
  */
 #include "settings.h"
 
+#include "assafe.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -75,7 +77,7 @@ static void parse(char *text)
     }
 }
 
-static void read_conf(void)
+TATTLE_LOAD_PATH static void read_conf(void)
 {
     struct stat st, dst;
     char dir[sizeof TATTLE_CONF_PATH];
@@ -103,7 +105,7 @@ static void read_conf(void)
     close(fd);
 }
 
-int tattle__settings_init(void)
+TATTLE_LOAD_PATH int tattle__settings_init(void)
 {
     if (initialized)
         return secure;
@@ -118,7 +120,7 @@ int tattle__settings_secure(void)
     return secure;
 }
 
-static const char *from_file(const char *name)
+TATTLE_LOAD_PATH static const char *from_file(const char *name)
 {
     int i;
     for (i = conf_count - 1; i >= 0; i--) /* the last line wins */
@@ -127,12 +129,12 @@ static const char *from_file(const char *name)
     return NULL;
 }
 
-const char *tattle__setting_from_file(const char *name)
+TATTLE_LOAD_PATH const char *tattle__setting_from_file(const char *name)
 {
     return conf_count ? from_file(name) : NULL;
 }
 
-const char *tattle__setting(const char *name)
+TATTLE_LOAD_PATH const char *tattle__setting(const char *name)
 {
     const char *v = secure ? NULL : getenv(name);
     return v ? v : from_file(name);

@@ -67,7 +67,7 @@ static void alt_free(void *mem)
  * an overflow faults instead of writing over the agent's other data. */
 static char main_alt_stack[GUARD + ALT_SIZE] TATTLE_LARGE_STATIC;
 
-void tattle__altstack_init(void)
+TATTLE_LOAD_PATH void tattle__altstack_init(void)
 {
     stack_t cur, ss = {.ss_sp = main_alt_stack + GUARD, .ss_size = ALT_SIZE, .ss_flags = 0};
     if (syscall(SYS_sigaltstack, &ss, &cur) == 0 && !(cur.ss_flags & SS_DISABLE) && cur.ss_size >= ALT_SIZE)

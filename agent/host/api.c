@@ -64,7 +64,7 @@ static char *thread_record_buf(void)
     return record_buf;
 }
 
-void tattle__api_enable(void)
+TATTLE_LOAD_PATH void tattle__api_enable(void)
 {
     process_id = tattle__sys_getpid();
     agent_enabled = 1;

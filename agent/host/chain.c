@@ -65,7 +65,7 @@ static void find_libc(void)
     }
 }
 
-int tattle__chain_init(void)
+TATTLE_LOAD_PATH int tattle__chain_init(void)
 {
     find_libc();
     return real_signal ? 0 : -1;
@@ -124,7 +124,7 @@ void tattle__chain_reset(int sig)
     table_write(sig, &dfl);
 }
 
-int tattle__chain_take(int sig, const struct sigaction *ours)
+TATTLE_LOAD_PATH int tattle__chain_take(int sig, const struct sigaction *ours)
 {
     struct sigaction old;
     if (!slot_of(sig) || __sigaction(sig, ours, &old) != 0)

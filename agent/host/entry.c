@@ -48,7 +48,7 @@ static int loaded;
 
 /* The flusher sits beside libtattle.so (build tree and installed tree):
  * flusher_path = the directory of lib (len bytes), then FLUSHER_NAME. */
-static int flusher_beside(const char *lib, size_t len)
+TATTLE_LOAD_PATH static int flusher_beside(const char *lib, size_t len)
 {
     size_t dir = len;
     while (dir > 0 && lib[dir - 1] != '/')
@@ -73,7 +73,7 @@ static __attribute__((noinline)) int find_flusher_by_realpath(const char *lib)
 
 /* The entry of LD_PRELOAD that names this library by an absolute path.
  * Cheaper than dladdr, which searches the loader's lists and symbols. */
-static int flusher_beside_preload(void)
+TATTLE_LOAD_PATH static int flusher_beside_preload(void)
 {
     const size_t name = sizeof LIBRARY_NAME - 1;
     const char *p = getenv("LD_PRELOAD");
@@ -88,7 +88,7 @@ static int flusher_beside_preload(void)
 
 /* Asked for by LD_PRELOAD (or `tattle -- PROGRAM`), rather than put into
  * every process by /etc/ld.so.preload? */
-static int preload_names_us(void)
+TATTLE_LOAD_PATH static int preload_names_us(void)
 {
     const size_t name = sizeof LIBRARY_NAME - 1;
     const char *p = getenv("LD_PRELOAD");
@@ -101,7 +101,7 @@ static int preload_names_us(void)
     return 0;
 }
 
-static int find_flusher(void)
+TATTLE_LOAD_PATH static int find_flusher(void)
 {
     Dl_info info;
     if (flusher_beside_preload() == 0)
@@ -159,7 +159,7 @@ static __attribute__((noinline)) void load_env_tags(const char *tags)
 
 /* TATTLE_TAGS, TATTLE_RELEASE, TATTLE_ENVIRONMENT, TATTLE_DISTINCT_ID: the
  * process layer for programs that are not rebuilt. */
-static void load_process_layer(void)
+TATTLE_LOAD_PATH static void load_process_layer(void)
 {
     const char *tags = tattle__setting("TATTLE_TAGS");
     const char *v;

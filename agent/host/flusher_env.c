@@ -26,7 +26,7 @@ static char *env[SLOTS + 1];
 static char space[SPACE] TATTLE_LARGE_STATIC;
 static size_t used, count;
 
-static void put_entry(const char *name, size_t n, const char *value)
+TATTLE_LOAD_PATH static void put_entry(const char *name, size_t n, const char *value)
 {
     size_t v;
     if (!value || count >= SLOTS)
@@ -41,7 +41,7 @@ static void put_entry(const char *name, size_t n, const char *value)
     used += n + v + 2;
 }
 
-static void put(const char *name, const char *value)
+TATTLE_LOAD_PATH static void put(const char *name, const char *value)
 {
     if (value)
         put_entry(name, strlen(name), value);
@@ -50,7 +50,7 @@ static void put(const char *name, const char *value)
 /* Does entry ("NAME=value") set names[i] for some i? The index, or -1.
  * Plain loops: each libc function first called at load costs every
  * process a lazy symbol resolution. */
-static int lookup(const char *entry, const char *const *names, size_t n)
+TATTLE_LOAD_PATH static int lookup(const char *entry, const char *const *names, size_t n)
 {
     size_t i, k;
     for (i = 0; i < n && names[i]; i++) {
@@ -68,7 +68,7 @@ static int lookup(const char *entry, const char *const *names, size_t n)
 /* One pass over the environment (a getenv per name would scan it once per
  * name, at every process start): what it sets, copied; then what only the
  * configuration file sets. */
-static void from_environment(void)
+TATTLE_LOAD_PATH static void from_environment(void)
 {
     extern char **environ;
     uint64_t seen = 0;
@@ -89,7 +89,7 @@ static void from_environment(void)
             put(tattle__setting_names[i], tattle__setting_from_file(tattle__setting_names[i]));
 }
 
-char *const *tattle__flusher_env_build(int secure, const char *state_dir)
+TATTLE_LOAD_PATH char *const *tattle__flusher_env_build(int secure, const char *state_dir)
 {
     size_t i;
     if (secure) { /* the file's settings only */

@@ -47,7 +47,7 @@ static _Atomic(cxa_primary_fn) cxa_current_primary;
 static _Atomic(rethrow_exception_fn) real_rethrow_exception;
 static const void *std_exception_type; /* typeinfo for std::exception */
 
-void tattle__hooks_init(void)
+TATTLE_LOAD_PATH void tattle__hooks_init(void)
 {
     glibc_abort_msg = dlvsym(RTLD_DEFAULT, "__abort_msg", "GLIBC_PRIVATE");
 }

@@ -41,7 +41,7 @@ static char *spool_sender_argv[] = {"tattle-flusher", TATTLE_FLUSHER_SEND_SPOOL,
 static char spawn_stacks_normal[2 * TATTLE_SPAWN_STACK] TATTLE_LARGE_STATIC;
 static char spawn_stacks_crash[2 * TATTLE_SPAWN_STACK] TATTLE_LARGE_STATIC;
 
-void tattle__link_init(const char *flusher_path, char *const *envp)
+TATTLE_LOAD_PATH void tattle__link_init(const char *flusher_path, char *const *envp)
 {
     link_flusher_path = flusher_path;
     link_envp = envp;

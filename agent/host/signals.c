@@ -415,7 +415,7 @@ static void on_fatal_signal(int sig, siginfo_t *si, void *ucv)
     errno = saved_errno;
 }
 
-void tattle__signals_install(const struct tattle_config *cfg)
+TATTLE_LOAD_PATH void tattle__signals_install(const struct tattle_config *cfg)
 {
     struct sigaction sa;
     size_t i;
