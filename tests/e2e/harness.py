@@ -251,6 +251,31 @@ def flusher_pids(keep=lambda pid: True, zombies=False):
     return found
 
 
+MEMCHECK_ERROR = re.compile(r"^==(\d+)== (Invalid|Conditional|Use of uninitialised|Syscall param|Mismatched|"
+                            r"Source and destination|Argument|.* bytes in .* blocks are definitely lost)")
+
+
+def memcheck_errors(log_text):
+    """Each memcheck error report in a valgrind log: its lines up to the blank one."""
+    errors, current = [], None
+    for line in log_text.splitlines():
+        if MEMCHECK_ERROR.match(line):
+            current = [line]
+            errors.append(current)
+        elif current is not None:
+            if re.match(r"^==\d+== ?$", line):
+                current = None
+            else:
+                current.append(line)
+    return errors
+
+
+def sanitized(exe):
+    """Built with a sanitizer, its runtime linked dynamically or statically."""
+    out = subprocess.run(["readelf", "-dsW", exe], capture_output=True, text=True).stdout
+    return re.search(r"lib(asan|tsan|ubsan)|__(asan|tsan)_init|__ubsan_handle", out) is not None
+
+
 class Skip(Exception):
     """A case that cannot run here (a runtime not installed): said, not passed."""
 

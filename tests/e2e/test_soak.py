@@ -118,12 +118,6 @@ FORK_RESETS_STDERR = ("tattle: tattle_end_context: no context is open on this th
 WRITE_FAILED = re.compile(r"^tattle: cannot write .*$", re.M)
 
 
-def is_sanitized(exe):
-    """A sanitizer runtime, linked dynamically or statically."""
-    out = subprocess.run(["readelf", "-dsW", exe], capture_output=True, text=True).stdout
-    return re.search(r"lib(asan|tsan|ubsan)|__(asan|tsan)_init|__ubsan_handle", out) is not None
-
-
 def slim(ev):
     """What the checks need of an event (the stand-in keeps only this)."""
     p = ev.get("properties") or {}
@@ -223,7 +217,7 @@ class Soak:
         self.seed = seed if seed is not None else random.randrange(1 << 30)
         self.rng = random.Random(self.seed)
         self.valgrind = valgrind
-        self.sanitized = is_sanitized(FLUSHER)
+        self.sanitized = h.sanitized(FLUSHER)
         self.scale = scale or (20 if valgrind else 3 if self.sanitized else 1)
         if rss_cap_mb is None:  # generous: README measures 29 MiB at a crash's peak
             rss_cap_mb = None if valgrind else 1536 if self.sanitized else 256
@@ -847,7 +841,7 @@ class Soak:
         for path in glob.glob(os.path.join(self.vglogs, "vg.*.log")):
             with open(path, errors="replace") as f:
                 text = f.read()
-            errors = memcheck_errors(text)
+            errors = h.memcheck_errors(text)
             if "tattle-flusher" in text[:2000] or any("tattle-flusher" in line for e in errors for line in e):
                 flusher_errors += len(errors)
                 for e in errors[:2]:
@@ -862,22 +856,6 @@ class Soak:
 
     def cleanup(self):
         self.sb.cleanup()
-
-
-def memcheck_errors(log_text):
-    errors, current = [], None
-    start = re.compile(r"^==(\d+)== (Invalid|Conditional|Use of uninitialised|Syscall param|Mismatched|"
-                       r"Source and destination|Argument|.* bytes in .* blocks are definitely lost)")
-    for line in log_text.splitlines():
-        if start.match(line):
-            current = [line]
-            errors.append(current)
-        elif current is not None:
-            if re.match(r"^==\d+== ?$", line):
-                current = None
-            else:
-                current.append(line)
-    return errors
 
 
 def how(returncode):

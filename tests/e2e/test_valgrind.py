@@ -12,9 +12,7 @@ an illegal instruction (valgrind's decoder). Usage: test_valgrind.py [CASE...]
 """
 import glob
 import os
-import re
 import shutil
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -22,36 +20,11 @@ import harness as h  # noqa: E402
 
 CRASHER = os.path.join(h.BUILD, "tests", "crasher")
 CRASHER_CXX = os.path.join(h.BUILD, "tests", "crasher_cxx")
-ERROR_START = re.compile(r"^==(\d+)== (Invalid|Conditional|Use of uninitialised|Syscall param|Mismatched|"
-                         r"Source and destination|Argument|.* bytes in .* blocks are definitely lost)")
-
-
-def memcheck_errors(log_text):
-    """Each memcheck error report in a log: its lines up to the blank one."""
-    errors, current = [], None
-    for line in log_text.splitlines():
-        if ERROR_START.match(line):
-            current = [line]
-            errors.append(current)
-        elif current is not None:
-            if re.match(r"^==\d+== ?$", line):
-                current = None
-            else:
-                current.append(line)
-    return errors
-
-
-def sanitized(exe):
-    """Built with a sanitizer, its runtime shared or linked in."""
-    symbols = subprocess.run(["readelf", "-s", "-W", exe], capture_output=True, text=True).stdout
-    return re.search(r"__(asan|tsan|ubsan)_", symbols) is not None
-
-
 def crash_case(exe, verb, type_):
     def test():
         if not shutil.which("valgrind"):
             raise h.Skip("valgrind is not installed (Debian package valgrind)")
-        if sanitized(os.path.join(h.BUILD, "tattle-flusher")):
+        if h.sanitized(os.path.join(h.BUILD, "tattle-flusher")):
             raise h.Skip("a sanitizer build: valgrind cannot run sanitized code")
         box = h.Sandbox("vg-" + verb)
         try:
@@ -70,7 +43,7 @@ def crash_case(exe, verb, type_):
             for path in glob.glob(os.path.join(box.dir, "vg.*.log")):
                 pid = int(path.split(".")[-2])
                 with open(path) as f:
-                    errors = memcheck_errors(f.read())
+                    errors = h.memcheck_errors(f.read())
                 if pid != host_pid:
                     h.check_equal(errors, [], "no memcheck error in the flusher (pid %d)" % pid)
                 else:
