@@ -120,7 +120,7 @@ int tattle__settings_secure(void)
     return secure;
 }
 
-TATTLE_LOAD_PATH static const char *from_file(const char *name)
+TATTLE_LOAD_PATH const char *tattle__setting_from_file(const char *name)
 {
     int i;
     for (i = conf_count - 1; i >= 0; i--) /* the last line wins */
@@ -129,22 +129,17 @@ TATTLE_LOAD_PATH static const char *from_file(const char *name)
     return NULL;
 }
 
-TATTLE_LOAD_PATH const char *tattle__setting_from_file(const char *name)
-{
-    return conf_count ? from_file(name) : NULL;
-}
-
 TATTLE_LOAD_PATH const char *tattle__setting(const char *name)
 {
     const char *v = secure ? NULL : getenv(name);
-    return v ? v : from_file(name);
+    return v ? v : tattle__setting_from_file(name);
 }
 
 const char *tattle__setting_source(const char *name)
 {
     if (!secure && getenv(name))
         return "environment";
-    return from_file(name) ? TATTLE_CONF_PATH : NULL;
+    return tattle__setting_from_file(name) ? TATTLE_CONF_PATH : NULL;
 }
 
 const char *tattle__settings_file_problem(void)

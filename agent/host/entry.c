@@ -71,40 +71,31 @@ static __attribute__((noinline)) int find_flusher_by_realpath(const char *lib)
     return flusher_beside(self, strlen(self));
 }
 
-/* The entry of LD_PRELOAD that names this library by an absolute path.
- * Cheaper than dladdr, which searches the loader's lists and symbols. */
-TATTLE_LOAD_PATH static int flusher_beside_preload(void)
+/* The entry of LD_PRELOAD that names this library (n bytes), or NULL when
+ * LD_PRELOAD does not ask for us: /etc/ld.so.preload loaded us into every
+ * process. */
+TATTLE_LOAD_PATH static const char *preload_entry(size_t *len)
 {
     const size_t name = sizeof LIBRARY_NAME - 1;
     const char *p = getenv("LD_PRELOAD");
     while (p && *p) {
         size_t n = strcspn(p, ": ");
-        if (p[0] == '/' && n > name && p[n - name - 1] == '/' && !memcmp(p + n - name, LIBRARY_NAME, name))
-            return flusher_beside(p, n);
+        if (n >= name && !memcmp(p + n - name, LIBRARY_NAME, name) && (n == name || p[n - name - 1] == '/')) {
+            *len = n;
+            return p;
+        }
         p += n + (p[n] != 0);
     }
-    return -1;
+    return NULL;
 }
 
-/* Asked for by LD_PRELOAD (or `tattle -- PROGRAM`), rather than put into
- * every process by /etc/ld.so.preload? */
-TATTLE_LOAD_PATH static int preload_names_us(void)
-{
-    const size_t name = sizeof LIBRARY_NAME - 1;
-    const char *p = getenv("LD_PRELOAD");
-    while (p && *p) {
-        size_t n = strcspn(p, ": ");
-        if (n >= name && !memcmp(p + n - name, LIBRARY_NAME, name) && (n == name || p[n - name - 1] == '/'))
-            return 1;
-        p += n + (p[n] != 0);
-    }
-    return 0;
-}
-
-TATTLE_LOAD_PATH static int find_flusher(void)
+/* Beside the LD_PRELOAD entry when it is an absolute path (cheaper than
+ * dladdr, which searches the loader's lists and symbols), else where the
+ * loader says we are. */
+TATTLE_LOAD_PATH static int find_flusher(const char *entry, size_t len)
 {
     Dl_info info;
-    if (flusher_beside_preload() == 0)
+    if (entry && entry[0] == '/' && flusher_beside(entry, len) == 0)
         return 0;
     if (!dladdr((void *)find_flusher, &info) || !info.dli_fname)
         return -1;
@@ -236,18 +227,21 @@ static void say_file_problem(void)
 __attribute__((constructor)) static void tattle_load(void)
 {
     char state_dir[PATH_MAX];
+    const char *self;
+    size_t self_len = 0;
     int secure;
     if (&tattle_flusher_process)
         return;
     secure = tattle__settings_init();
-    config.fleet = !preload_names_us();
+    self = preload_entry(&self_len);
+    config.fleet = !self;
     tattle__config_load(&config, TATTLE_CONFIG_HOST);
     tattle__stderr_quiet = !config.stderr_report;
     if (!secure && config.stderr_report)
         say_file_problem();
     if (config.disabled || (secure && privileged_stays_inert(state_dir, sizeof state_dir)))
         return;
-    if (find_flusher() != 0) {
+    if (find_flusher(self, self_len) != 0) {
         flusher_path[0] = 0;
         tattle__write_str(2, "tattle: tattle-flusher not found beside libtattle.so; crashes will not be reported\n");
     }
