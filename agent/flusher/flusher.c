@@ -449,19 +449,20 @@ static void detach_from_host_signals(void)
  * flusher never runs the agent inside itself. */
 __attribute__((used, visibility("default"))) const int tattle_flusher_process = 1;
 
-/* Nobody reads the flusher's memory: it holds the host's stack copy and the
- * API key. No core file (the key would be in it), no ptrace or /proc/PID/fd
- * for other processes of the user. Started by a privileged host
- * (TATTLE_SECURE=1, euid 0), it also takes the effective ids as its real
- * ones, so the invoking user can neither signal nor inspect it. */
+/* No core file: the API key would be in it (and the host's stack copy).
+ * Started by a privileged host (TATTLE_SECURE=1, euid 0) it is also not
+ * dumpable (no ptrace, /proc/PID/fd, mem or environ for the invoking user)
+ * and takes the effective ids as its real ones, so that user can neither
+ * signal nor inspect it. An ordinary flusher stays inspectable by its own
+ * user, who can read the host's memory, key included, anyway. */
 static void protect_self(void)
 {
     struct rlimit none = {0, 0};
     const char *sec = getenv("TATTLE_SECURE");
     setrlimit(RLIMIT_CORE, &none);
-    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     if (sec && !strcmp(sec, "1") && geteuid() == 0) {
         gid_t g = getegid();
+        prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
         if (setresgid(g, g, g) != 0 || setresuid(0, 0, 0) != 0)
             _exit(1);
     }
