@@ -1,5 +1,12 @@
 /* symbolize.c - libdw symbolization (see symbolize.h).
  *
+ * A crash's own libdw session (its modules at its addresses) unwinds and
+ * finds the module of each address. Names, files and lines come from a
+ * second session per module file, kept across crashes and hosts (by build
+ * ID, least recently used out): a storm of crashes of one program, each at
+ * its own random base, decompresses and indexes libc's DWARF once, not once
+ * per crash.
+ *
  * Signal context: NO (flusher only).
  */
 #include "symbolize.h"
@@ -17,6 +24,93 @@ struct tattle_symbolizer {
     Dwfl_Callbacks callbacks;
     char *debuginfo_path;
 };
+
+/* A module file's long-lived session: the "twin" of a module in a crash's
+ * session, at another address. */
+struct twin {
+    char *path;
+    unsigned char id[64];
+    int id_len;
+    Dwfl *dwfl;
+    Dwfl_Module *mod;
+    uint64_t used;
+};
+#define TWINS 32
+static struct twin twins[TWINS];
+static uint64_t twin_clock;
+static char *twin_debuginfo_path;
+static const Dwfl_Callbacks twin_callbacks = {
+    .find_elf = dwfl_build_id_find_elf,
+    .find_debuginfo = dwfl_standard_find_debuginfo,
+    .section_address = dwfl_offline_section_address,
+    .debuginfo_path = &twin_debuginfo_path,
+};
+
+static void twin_drop(struct twin *t)
+{
+    if (t->dwfl)
+        dwfl_end(t->dwfl);
+    free(t->path);
+    memset(t, 0, sizeof *t);
+}
+
+/* A session holding just the file at path; NULL unless its build ID is id. */
+static struct twin *twin_open(struct twin *t, const char *path, const unsigned char *id, int len)
+{
+    const unsigned char *bits = NULL;
+    GElf_Addr vaddr;
+    Dwfl_Module *m;
+    Dwfl *d = dwfl_begin(&twin_callbacks);
+    if (!d)
+        return NULL;
+    dwfl_report_begin(d);
+    m = dwfl_report_offline(d, path, path, -1);
+    dwfl_report_end(d, NULL, NULL);
+    if (!m || dwfl_module_build_id(m, &bits, &vaddr) != len || !bits || memcmp(bits, id, (size_t)len) != 0 ||
+        !(t->path = strdup(path))) {
+        dwfl_end(d);
+        return NULL;
+    }
+    t->dwfl = d;
+    t->mod = m;
+    memcpy(t->id, id, (size_t)len);
+    t->id_len = len;
+    return t;
+}
+
+/* mod's twin, and delta: an address in mod is delta more than the same
+ * place in the twin. NULL (use mod itself) without a build ID. */
+static Dwfl_Module *twin_of(Dwfl_Module *mod, int64_t *delta)
+{
+    const unsigned char *bits = NULL;
+    const char *path = dwfl_module_info(mod, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+    GElf_Addr vaddr;
+    Dwarf_Addr bias = 0, tbias = 0;
+    struct twin *t = NULL, *lru = &twins[0];
+    int len, i;
+    if (!path || path[0] != '/' || !dwfl_module_getelf(mod, &bias))
+        return NULL;
+    len = dwfl_module_build_id(mod, &bits, &vaddr);
+    if (len <= 0 || len > (int)sizeof twins[0].id || !bits)
+        return NULL;
+    for (i = 0; i < TWINS && !t; i++) {
+        if (twins[i].dwfl && twins[i].id_len == len && !memcmp(twins[i].id, bits, (size_t)len) &&
+            !strcmp(twins[i].path, path))
+            t = &twins[i];
+        else if (twins[i].used < lru->used)
+            lru = &twins[i];
+    }
+    if (!t) {
+        twin_drop(lru);
+        if (!(t = twin_open(lru, path, bits, len)))
+            return NULL;
+    }
+    t->used = ++twin_clock;
+    if (!dwfl_module_getelf(t->mod, &tbias))
+        return NULL;
+    *delta = (int64_t)(bias - tbias);
+    return t->mod;
+}
 
 static const char *const system_prefixes[] = {
     "/lib/", "/lib64/", "/usr/lib/", "/usr/lib64/", "/usr/libexec/", "[vdso]", "[vsyscall]", NULL,
@@ -157,18 +251,20 @@ static char *cu_file(Dwarf_Die *cudie, Dwarf_Word idx)
 }
 
 /* One frame per inlined layer at pc (innermost first), from the DWARF
- * scopes. Returns the number of frames added; 0 if there is no DWARF. */
-static int add_dwarf_frames(Dwfl_Module *mod, uint64_t pc, uint64_t lookup, struct tattle_stack *out)
+ * scopes of dmod (mod's twin, or mod), where pc's lookup address is
+ * lookup. Returns the number of frames added; 0 if there is no DWARF. */
+static int add_dwarf_frames(Dwfl_Module *mod, Dwfl_Module *dmod, int64_t delta, uint64_t pc, uint64_t lookup,
+                            struct tattle_stack *out)
 {
     Dwarf_Addr bias = 0;
-    Dwarf_Die *cudie = dwfl_module_addrdie(mod, lookup, &bias);
+    Dwarf_Die *cudie = dwfl_module_addrdie(dmod, lookup, &bias);
     Dwarf_Die *scopes = NULL;
     Dwfl_Line *line;
     char *file = NULL;
     int lineno = 0, col = 0, nscopes, i, added = 0;
     if (!cudie)
         return 0;
-    line = dwfl_module_getsrc(mod, lookup);
+    line = dwfl_module_getsrc(dmod, lookup);
     if (line) {
         const char *src = dwfl_lineinfo(line, NULL, &lineno, &col, NULL, NULL);
         file = src ? strdup(src) : NULL;
@@ -205,7 +301,7 @@ static int add_dwarf_frames(Dwfl_Module *mod, uint64_t pc, uint64_t lookup, stru
         if (tag == DW_TAG_subprogram) {
             Dwarf_Addr low;
             if (dwarf_lowpc(&scopes[i], &low) == 0)
-                f->symbol_addr = low + bias;
+                f->symbol_addr = low + bias + (uint64_t)delta;
             break;
         }
         /* This layer was inlined: the caller's location is the call site. */
@@ -224,18 +320,23 @@ void tattle__symbolize(struct tattle_symbolizer *s, uint64_t pc, int activation,
 {
     /* A return address points after the call; look up the call itself. */
     uint64_t lookup = activation ? pc : pc - 1;
-    Dwfl_Module *mod = dwfl_addrmodule(s->dwfl, lookup);
+    Dwfl_Module *mod = dwfl_addrmodule(s->dwfl, lookup), *dmod = NULL;
+    int64_t delta = 0;
     struct tattle_frame *f;
     GElf_Off off = 0;
     GElf_Sym sym;
     const char *symname;
     if (mod && module_is_agent(mod))
         return;
-    if (mod && add_dwarf_frames(mod, pc, lookup, out) > 0) {
+    if (mod && !(dmod = twin_of(mod, &delta))) {
+        dmod = mod;
+        delta = 0;
+    }
+    if (mod && add_dwarf_frames(mod, dmod, delta, pc, lookup - (uint64_t)delta, out) > 0) {
         /* The outermost layer is the real function: prefer the ELF symbol's
          * address, and its name when DWARF had none. */
         f = &out->frames[out->n - 1];
-        symname = dwfl_module_addrinfo(mod, lookup, &off, &sym, NULL, NULL, NULL);
+        symname = dwfl_module_addrinfo(dmod, lookup - (uint64_t)delta, &off, &sym, NULL, NULL, NULL);
         if (symname && !f->symbol_addr)
             f->symbol_addr = lookup - off;
         if (symname && !f->function)
@@ -249,7 +350,7 @@ void tattle__symbolize(struct tattle_symbolizer *s, uint64_t pc, int activation,
     if (!mod)
         return;
     set_module(f, mod);
-    symname = dwfl_module_addrinfo(mod, lookup, &off, &sym, NULL, NULL, NULL);
+    symname = dwfl_module_addrinfo(dmod, lookup - (uint64_t)delta, &off, &sym, NULL, NULL, NULL);
     if (symname) {
         f->function = demangle(symname);
         f->symbol_addr = lookup - off;
@@ -303,6 +404,14 @@ int tattle__symbolizer_image_by_path(struct tattle_symbolizer *s, const char *pa
     struct find_path fp = {path, NULL};
     dwfl_getmodules(s->dwfl, match_path, &fp, 0);
     return fp.found ? fill_image(fp.found, img) : -1;
+}
+
+void tattle__symbolizer_forget_files(void)
+{
+    for (int i = 0; i < TWINS; i++)
+        twin_drop(&twins[i]);
+    free(twin_debuginfo_path);
+    twin_debuginfo_path = NULL;
 }
 
 void tattle__stack_free(struct tattle_stack *st)

@@ -60,6 +60,9 @@ int tattle__symbolizer_image_by_path(struct tattle_symbolizer *s, const char *pa
 
 void tattle__stack_free(struct tattle_stack *st);
 
+/* Close the sessions kept per module file (at exit, for leak checkers). */
+void tattle__symbolizer_forget_files(void);
+
 /* The ELF debug_id PostHog expects from a GNU build ID: its first 16 bytes
  * (zero padded) as a GUID whose first three fields are little-endian. */
 void tattle__debug_id(const unsigned char *build_id, int len, char out[37]);

@@ -20,6 +20,7 @@
 
 #include "assafe.h"
 #include "json.h"
+#include "rendezvous.h"
 #include "spawn.h"
 
 enum { LINK_NONE = 0, LINK_CREATING, LINK_READY, LINK_FAILED };
@@ -115,33 +116,22 @@ static void tell_start_failure(const char *what, int err)
     (void)tattle__write_bounded(2, line, o.len, 200);
 }
 
-/* Start a flusher on our region with a new socket. Signal-safe. */
-static int start_flusher(void *stacks)
+/* Start a private flusher on our region with a new socketpair: where the
+ * shared one cannot be had. Returns the doorbell or -1. Signal-safe. */
+static int start_private(void *stacks)
 {
-    int sv[2];
-    struct stat st;
-    struct tattle_spawn sp;
-    int r;
-    /* The old doorbell, if it is still ours: the host may have closed it,
-     * and its number may now be anything (the new socket's, even). */
-    int old_sock = sock_is_ours() ? link_sock : -1;
-    if (!link_flusher_path || !fd_is(link_shm_fd, link_shm_ino))
-        return -1;
+    int sv[2], r;
+    struct tattle_spawn sp = {link_flusher_path, link_argv, link_envp, link_shm_fd, -1, -1, -1, stacks};
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
         tell_start_failure("cannot start the flusher", errno);
         return -1;
     }
     sv[0] = tattle__fd_move_high(sv[0]);
     sv[1] = tattle__fd_move_high(sv[1]);
-    sp.path = link_flusher_path;
-    sp.argv = link_argv;
-    sp.envp = link_envp;
-    sp.shm_fd = link_shm_fd;
     sp.sock_fd = sv[1];
     sp.pidfd = tattle__sys_pidfd_open(tattle__sys_getpid());
     if (sp.pidfd >= 0)
         sp.pidfd = tattle__fd_move_high(sp.pidfd);
-    sp.stack = stacks;
     r = tattle__spawn_flusher(&sp);
     close(sv[1]);
     if (sp.pidfd >= 0)
@@ -151,9 +141,33 @@ static int start_flusher(void *stacks)
         tell_start_failure("cannot start the flusher", -r);
         return -1;
     }
+    return sv[0];
+}
+
+/* Connect our region to a flusher: the one this user's processes share,
+ * else a private one. Signal-safe. */
+static int start_flusher(void *stacks)
+{
+    struct stat st;
+    struct tattle_spawn sp = {link_flusher_path, link_argv, link_envp, -1, -1, -1, -1, stacks};
+    int s;
+    /* The old doorbell, if it is still ours: the host may have closed it,
+     * and its number may now be anything (the new socket's, even). */
+    int old_sock = sock_is_ours() ? link_sock : -1;
+    if (!link_flusher_path || !fd_is(link_shm_fd, link_shm_ino))
+        return -1;
+    s = tattle__rendezvous_join(&sp, link_shm_fd);
+    if (s == TATTLE_RV_PRIVATE) {
+        s = start_private(stacks);
+    } else if (s < 0) {
+        tell_start_failure("cannot start the flusher", -s);
+        s = -1;
+    }
+    if (s < 0)
+        return -1;
     if (old_sock >= 0)
         close(old_sock);
-    link_sock = sv[0];
+    link_sock = s;
     link_sock_ino = fstat(link_sock, &st) == 0 ? st.st_ino : 0;
     atomic_store(&start_failed, 0);
     return 0;
@@ -161,7 +175,7 @@ static int start_flusher(void *stacks)
 
 void tattle__link_start_spool_sender(int lock_fd)
 {
-    struct tattle_spawn sp = {link_flusher_path, spool_sender_argv, link_envp, -1, -1, -1, spawn_stacks_normal};
+    struct tattle_spawn sp = {link_flusher_path, spool_sender_argv, link_envp, -1, -1, -1, -1, spawn_stacks_normal};
     /* The lock goes to the sender as its descriptor 3; our copy is closed
      * (the lock lives on in the sender's). A failure is said by the first
      * capture, which tries again. */

@@ -40,20 +40,21 @@ static int flusher_child(void *arg)
     place_fd(sp->shm_fd, TATTLE_FLUSHER_FD_SHM);
     place_fd(sp->sock_fd, TATTLE_FLUSHER_FD_SOCK);
     place_fd(sp->pidfd, TATTLE_FLUSHER_FD_HOST);
+    place_fd(sp->listen_fd, TATTLE_FLUSHER_FD_LISTEN);
     nullfd = (int)syscall(SYS_open, "/dev/null", O_RDWR);
     if (nullfd >= 0) {
         syscall(SYS_dup2, nullfd, 0);
         syscall(SYS_dup2, nullfd, 1);
         syscall(SYS_dup2, nullfd, 2);
-        /* It took the lowest free number: one of 3-5 left empty (no pidfd
+        /* It took the lowest free number: one of 3-6 left empty (no pidfd
          * where pidfd_open is missing) must stay empty, or the flusher
          * takes /dev/null for its host's pidfd and thinks the host gone. */
         if (nullfd > 2)
             syscall(SYS_close, nullfd);
     }
-    if (syscall(SYS_close_range, TATTLE_FLUSHER_FD_HOST + 1, ~0U, 0) != 0) {
+    if (syscall(SYS_close_range, TATTLE_FLUSHER_FD_LISTEN + 1, ~0U, 0) != 0) {
         int fd;
-        for (fd = TATTLE_FLUSHER_FD_HOST + 1; fd < 65536; fd++)
+        for (fd = TATTLE_FLUSHER_FD_LISTEN + 1; fd < 65536; fd++)
             syscall(SYS_close, fd);
     }
     syscall(SYS_execve, sp->path, sp->argv, sp->envp);

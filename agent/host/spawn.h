@@ -19,6 +19,7 @@ struct tattle_spawn {
     char *const *argv;
     char *const *envp;
     int shm_fd, sock_fd, pidfd; /* placed at 3, 4, 5 in the flusher (-1: none) */
+    int listen_fd;              /* placed at 6: the shared flusher's rendezvous (-1: none) */
     void *stack;                /* two child stacks of TATTLE_SPAWN_STACK bytes */
 };
 

@@ -344,7 +344,9 @@ def our_flushers(c):
 
 @case("exec")
 def exec_gets_a_new_agent_without_leaking_the_flusher(c):
-    p = subprocess.Popen([EMITTER, "1", "5", "exec"], env=c.env(), stdout=subprocess.PIPE)
+    # No linger: the flusher is there for this process only, and must
+    # notice it is gone although the pid lives on in the new image.
+    p = subprocess.Popen([EMITTER, "1", "5", "exec"], env=c.env(TATTLE_LINGER_MS="0"), stdout=subprocess.PIPE)
     c.wait_events(5)
     check(c.server.wait_for(lambda s: not our_flushers(c), 1.5), "the old flusher is gone while the new image runs",
           our_flushers(c))
