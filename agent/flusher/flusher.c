@@ -16,6 +16,7 @@
  * Signal context: NO. This is an ordinary program.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
@@ -250,12 +251,16 @@ static int rendezvous_fd(void)
 }
 
 /* Serve until nothing is left: a private flusher until its host is gone,
- * a shared one until no host has joined for the linger window. */
+ * a shared one until no host has joined for the linger window (and, when
+ * it has served nobody yet, not before the host that started it had time
+ * to join). */
 static void run(struct flusher *f)
 {
     uint64_t idle_since = 0;
+    static int served;
     for (;;) {
         int idle_ms = 1000;
+        uint64_t linger = served ? (uint64_t)f->cfg.linger_ms : 3000;
         serve(f);
         if (!f->nclients) {
             uint64_t now = tattle__now_monotonic_ms();
@@ -263,13 +268,53 @@ static void run(struct flusher *f)
                 break;
             if (!idle_since)
                 idle_since = now;
-            if (now - idle_since >= (uint64_t)f->cfg.linger_ms)
+            if (now - idle_since >= linger)
                 break;
-            idle_ms = (int)((uint64_t)f->cfg.linger_ms - (now - idle_since));
+            idle_ms = (int)(linger - (now - idle_since));
         } else {
             idle_since = 0;
+            served = 1;
         }
         wait_for_work(f, idle_ms);
+    }
+}
+
+/* Would our exit leave a zombie for good? Orphans go to PID 1 (or a
+ * subreaper, which adopts in order to reap). In the first pid namespace
+ * PID 1 is an init that reaps; in a container it may be the application,
+ * and one that neither catches, ignores (the kernel then reaps) nor waits
+ * with blocked SIGCHLD never reaps what it did not start. */
+static int exit_would_leave_zombie(void)
+{
+    char buf[4096], *p;
+    unsigned long long mask = 0;
+    struct stat st;
+    size_t n;
+    if (getppid() != 1 || stat("/proc/self/ns/pid", &st) != 0 || st.st_ino == 0xEFFFFFFCu /* the first */)
+        return 0;
+    n = tattle__read_file("/proc/1/status", buf, sizeof buf - 1);
+    buf[n] = 0;
+    for (size_t i = 0; i < 3; i++) {
+        static const char *const masks[] = {"\nSigBlk:", "\nSigIgn:", "\nSigCgt:"};
+        if ((p = strstr(buf, masks[i])) != NULL)
+            mask |= strtoull(p + strlen(masks[i]), NULL, 16);
+    }
+    return n > 0 && !(mask & (1ull << (SIGCHLD - 1)));
+}
+
+/* Under a PID 1 that never reaps: stay, idle (caches dropped) and still
+ * serving whoever joins, until PID 1 exits and takes the container with
+ * it. An idle process costs less than a zombie that lasts as long. */
+static void outlive_a_parent_that_never_reaps(struct flusher *f)
+{
+    while (exit_would_leave_zombie()) {
+        struct pollfd p = {f->listen_fd, POLLIN, 0};
+        tattle__symbolizer_forget_files();
+        malloc_trim(0);
+        if (poll(&p, 1, 60000) > 0 && (p.revents & POLLIN)) {
+            tattle__clients_accept(f);
+            run(f);
+        }
     }
 }
 
@@ -296,6 +341,7 @@ int main(int argc, char **argv)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     start_delivery(&f);
     run(&f);
+    outlive_a_parent_that_never_reaps(&f);
     /* No host joins any more: the name is free for the next flusher, while
      * this one delivers what it holds. */
     if (shared)

@@ -708,8 +708,10 @@ class Case:
         os.chmod(p, mode)
         return p
 
-    def settle(self, timeout=5.0):
-        """Wait until no flusher of this fleet runs; True if none is left."""
+    def settle(self, timeout=12.0):
+        """Wait until no flusher of this fleet runs; True if none is left.
+        A flusher lingers TATTLE_LINGER_MS (5 s unless the file says) after
+        its last process, for the next one to join."""
         return wait_until(lambda: not flushers(self.fleet.flusher), timeout)
 
     def close(self):

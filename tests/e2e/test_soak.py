@@ -202,8 +202,7 @@ class Flusher:
     def __init__(self, key, now):
         self.pid, self.starttime = key
         self.first = self.last = now
-        self.host = None        # the host pid its pidfd names, when read
-        self.job = None
+        self.jobs = set()       # the jobs its pidfds named while they ran (a shared flusher serves many)
         self.cpu = []           # (time, ticks)
         self.rss = []           # (time, VmRSS KiB)
         self.hwm = 0            # VmHWM KiB
@@ -448,11 +447,12 @@ class Soak:
                     fl = Flusher(key, now)
                     fl.cmd = cmd
                     fl.sender = "--send-spool" in cmd
-                    fl.host = pidfd_host(pid)
-                    with self.lock:
-                        job = self.live_pids.get(fl.host)
-                    fl.job = job if job and job.end is None else None  # not a pid reused since
                     self.flushers[key] = fl
+                for host in pidfd_hosts(pid):
+                    with self.lock:
+                        job = self.live_pids.get(host)
+                    if job and job.end is None:  # not a pid reused since
+                        fl.jobs.add(job)
                 rss, hwm = status_kib(pid, ("VmRSS", "VmHWM"))
                 fl.last = now
                 fl.cpu.append((now, ticks))
@@ -464,9 +464,9 @@ class Soak:
         if len(alive) > self.max_at_once:
             self.max_at_once = len(alive)
             self.at_once_detail = "%d senders, %d of live hosts, %d of hosts that ended, %d of other hosts" % (
-                sum(1 for f in alive if f.sender), sum(1 for f in alive if f.job and f.job.end is None),
-                sum(1 for f in alive if f.job and f.job.end is not None),
-                sum(1 for f in alive if not f.job and not f.sender))
+                sum(1 for f in alive if f.sender), sum(1 for f in alive if any(j.end is None for j in f.jobs)),
+                sum(1 for f in alive if f.jobs and all(j.end is not None for j in f.jobs)),
+                sum(1 for f in alive if not f.jobs and not f.sender))
         return alive
 
     def sampler(self):
@@ -770,7 +770,7 @@ class Soak:
             self.figures["peak flusher RSS (VmHWM, MiB)"] = round(peak.hwm / 1024, 1)
             if self.rss_cap_kib and peak.hwm > self.rss_cap_kib:
                 self.problems["flusher memory stays under %d MiB" % (self.rss_cap_kib // 1024)].append(
-                    "pid %d (%s): VmHWM %.1f MiB" % (peak.pid, peak.job and peak.job.describe(), peak.hwm / 1024))
+                    "pid %d (%s): VmHWM %.1f MiB" % (peak.pid, describe_jobs(peak), peak.hwm / 1024))
         grace = LINGER_MS / 1000 + 5 * self.scale
         worst_after, worst_share = 0.0, 0.0
         for fl in fls:
@@ -779,9 +779,10 @@ class Soak:
             if share > SPIN_SHARE and not self.valgrind:  # memcheck itself is busy
                 self.problems["no flusher spins"].append(
                     "pid %d (%s): %.0f%% of a core over %.0f s from %.1f s into its life" % (
-                        fl.pid, fl.job and fl.job.describe(), 100 * share, SPIN_WINDOW, when - fl.first))
-            job = fl.job
-            if job and job.end and not job.hung:
+                        fl.pid, describe_jobs(fl), 100 * share, SPIN_WINDOW, when - fl.first))
+            # A flusher exits within the linger after the last host it served.
+            if fl.jobs and all(j.end and not j.hung for j in fl.jobs):
+                job = max(fl.jobs, key=lambda j: j.end)
                 after = fl.last - job.end
                 worst_after = max(worst_after, after)
                 if after > grace:
@@ -790,9 +791,9 @@ class Soak:
                             fl.pid, job.describe(), after, LINGER_MS / 1000))
         self.figures["longest a flusher was seen after its host ended (s)"] = round(worst_after, 2)
         self.figures["most CPU a flusher used over %.0f s (share of a core)" % SPIN_WINDOW] = round(worst_share, 2)
-        mapped = sum(1 for fl in fls if fl.job)
-        self.figures["flushers whose host was named by their pidfd"] = mapped
-        longs = [fl for fl in fls if fl.job is self.long]
+        mapped = sum(1 for fl in fls if fl.jobs)
+        self.figures["flushers whose hosts were named by their pidfds"] = mapped
+        longs = [fl for fl in fls if self.long in fl.jobs]
         if longs:
             fl = max(longs, key=lambda f: f.last - f.first)
             rss = fl.rss
@@ -878,8 +879,14 @@ def read_until(stream, suffix, deadline):
     return text.decode(errors="replace")
 
 
-def pidfd_host(pid):
-    """The pid a flusher's pidfd refers to (its host), or None."""
+def describe_jobs(fl):
+    jobs = sorted(fl.jobs, key=lambda j: j.id)
+    return ", ".join(j.describe() for j in jobs[:3]) + (" and %d more" % (len(jobs) - 3) if len(jobs) > 3 else "")
+
+
+def pidfd_hosts(pid):
+    """The pids a flusher's pidfds refer to (its hosts)."""
+    hosts = []
     try:
         for fd in os.listdir("/proc/%d/fd" % pid):
             try:
@@ -888,12 +895,12 @@ def pidfd_host(pid):
                 with open("/proc/%d/fdinfo/%s" % (pid, fd)) as f:
                     m = re.search(r"^Pid:\s*(-?\d+)", f.read(), re.M)
                 if m and int(m.group(1)) > 0:
-                    return int(m.group(1))
+                    hosts.append(int(m.group(1)))
             except OSError:
                 continue
     except OSError:
         pass
-    return None
+    return hosts
 
 
 def status_kib(pid, fields):
