@@ -269,6 +269,7 @@ TATTLE_LOAD_PATH void tattle__config_load(struct tattle_config *cfg, enum tattle
     cfg->exit_timeout_ms = env_int("TATTLE_EXIT_TIMEOUT_MS", 1000, 0, 60000, warn);
     cfg->max_breadcrumbs = env_int("TATTLE_MAX_BREADCRUMBS", 100, 0, 1000, warn);
     cfg->report_kills = env_bool("TATTLE_REPORT_KILLS", 1, warn);
+    cfg->all_threads = env_bool("TATTLE_ALL_THREADS", 1, warn);
     fault = tattle__setting("TATTLE_TEST_FAULT");
     cfg->test_die_mid_record = fault && !strcmp(fault, "die-mid-record");
     load_file_path(cfg, warn, reader == TATTLE_CONFIG_FLUSHER);

@@ -34,6 +34,7 @@ struct tattle_config {
     long long file_max_bytes;  /* TATTLE_FILE_MAX_MB, default 64: then the file is rotated to <file>.1 */
     int parsed;                /* an earlier parse is in here */
     int report_kills;          /* TATTLE_REPORT_KILLS, default 1: fatal signals sent by others */
+    int all_threads;           /* TATTLE_ALL_THREADS, default 1: every thread's stack at a crash */
     int test_die_mid_record;   /* TATTLE_TEST_FAULT=die-mid-record (tests only) */
     char distinct_id[TATTLE_DISTINCT_ID_MAX + 1]; /* TATTLE_DISTINCT_ID, may be "" */
     char posthog_host[512];    /* POSTHOG_HOST, default https://us.i.posthog.com, no trailing '/' */

@@ -36,6 +36,8 @@ struct tattle_delivery {
     int attempts;         /* failures in a row */
     uint64_t retry_at_ms;
     int auth_failed;
+    _Atomic uint32_t kicks, kicks_passed; /* kicks so far; as of the start of the last finished pass */
+    _Atomic int backing_off;              /* the last pass ended in backoff: batches wait for a retry */
     char (*names)[96];
 };
 
@@ -241,7 +243,10 @@ static void *delivery_main(void *arg)
     tattle__spool_sweep(d->spool);
     do {
         uint32_t gen = d->hooks.pass_started ? d->hooks.pass_started(d->hooks.arg) : 0;
+        uint32_t kicks = atomic_load(&d->kicks);
         last = d->auth_failed ? PASS_STOPPED : send_pass(d);
+        atomic_store(&d->backing_off, last == PASS_BACKOFF);
+        atomic_store(&d->kicks_passed, kicks);
         atomic_fetch_add(&d->stats.rounds, 1);
         if (d->hooks.pass_done)
             d->hooks.pass_done(d->hooks.arg, gen);
@@ -258,6 +263,7 @@ struct tattle_delivery *tattle__delivery_start(const struct tattle_config *cfg, 
         return NULL;
     d->cfg = cfg;
     d->spool = spool;
+    atomic_store(&d->kicks, 1); /* not idle before the first pass */
     d->hooks = *hooks;
     d->names = malloc(LIST_MAX * sizeof *d->names);
     d->ph = tattle__posthog_open(cfg->posthog_host, api_key);
@@ -278,8 +284,14 @@ fail:
     return NULL;
 }
 
+int tattle__delivery_idle(struct tattle_delivery *d)
+{
+    return !atomic_load(&d->backing_off) && atomic_load(&d->kicks_passed) == atomic_load(&d->kicks);
+}
+
 void tattle__delivery_kick(struct tattle_delivery *d)
 {
+    atomic_fetch_add(&d->kicks, 1);
     pthread_mutex_lock(&d->mu);
     d->kicked = 1;
     pthread_cond_signal(&d->cv);

@@ -43,6 +43,10 @@ struct tattle_delivery *tattle__delivery_start(const struct tattle_config *cfg, 
 /* New batches are in the spool: send them now (unless backing off). */
 void tattle__delivery_kick(struct tattle_delivery *d);
 
+/* Nothing to send now: every batch written so far had a pass that ended
+ * without a pending retry. */
+int tattle__delivery_idle(struct tattle_delivery *d);
+
 /* Counters, readable at any time. */
 const struct tattle_delivery_stats *tattle__delivery_stats(const struct tattle_delivery *d);
 

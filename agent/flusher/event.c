@@ -3,6 +3,7 @@
  * Signal context: NO.
  */
 #include "event.h"
+#include "threads.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -348,9 +349,47 @@ static cJSON *exception_json(const struct tattle_crash *c, const struct tattle_s
     return ex;
 }
 
+/* "threads": the crashing thread first (its stack is the exception's),
+ * then the others in tid order, as gdb's `thread apply all bt` lists them. */
+static cJSON *threads_json(const struct tattle_crash *c, const struct tattle_thread_stacks *o)
+{
+    cJSON *threads = cJSON_CreateObject(), *values = cJSON_AddArrayToObject(threads, "values"), *th;
+    uint32_t i;
+    th = cJSON_CreateObject();
+    cJSON_AddNumberToObject(th, "id", c->tid);
+    cJSON_AddStringToObject(th, "name", c->thread_name);
+    cJSON_AddBoolToObject(th, "crashed", 1);
+    cJSON_AddItemToArray(values, th);
+    for (i = 0; i < o->t->n; i++) {
+        const struct tattle_thread *t = &o->t->t[i];
+        struct tattle_stack cut = o->st[i];
+        th = cJSON_CreateObject();
+        cJSON_AddNumberToObject(th, "id", t->tid);
+        cJSON_AddStringToObject(th, "name", t->name);
+        cJSON_AddBoolToObject(th, "crashed", 0);
+        if (t->stopped) {
+            cJSON *trace = cJSON_AddObjectToObject(th, "stacktrace");
+            if (cut.n > TATTLE_EVENT_THREAD_FRAMES)
+                cut.n = TATTLE_EVENT_THREAD_FRAMES;
+            cJSON_AddStringToObject(trace, "type", "raw");
+            cJSON_AddItemToObject(trace, "frames", tattle__event_frames(&cut));
+            if (o->st[i].n > cut.n || o->st[i].truncated)
+                cJSON_AddBoolToObject(th, "stack_truncated", 1);
+        } else {
+            cJSON_AddStringToObject(th, "stacktrace_missing", "the thread could not be stopped in time");
+        }
+        cJSON_AddItemToArray(values, th);
+    }
+    if (o->t->total > o->t->n)
+        cJSON_AddNumberToObject(threads, "omitted", o->t->total - o->t->n);
+    if (o->t->err)
+        cJSON_AddStringToObject(threads, "error", strerror(o->t->err));
+    return threads;
+}
+
 cJSON *tattle__event_crash(const struct tattle_config *cfg, const struct tattle_shm *shm,
                            const struct tattle_crash *c, const struct tattle_stack *st,
-                           struct tattle_symbolizer *sym)
+                           struct tattle_symbolizer *sym, const struct tattle_thread_stacks *others)
 {
     cJSON *ev = tattle__event_new("$exception", c->time_ns, cfg->distinct_id);
     cJSON *props = cJSON_GetObjectItemCaseSensitive(ev, "properties");
@@ -375,6 +414,8 @@ cJSON *tattle__event_crash(const struct tattle_config *cfg, const struct tattle_
     cJSON_AddNumberToObject(props, "thread_id", c->tid);
     cJSON_AddStringToObject(props, "thread_name", c->thread_name);
     cJSON_AddItemToObject(props, "registers", registers_json(c));
+    if (others && others->t)
+        cJSON_AddItemToObject(props, "threads", threads_json(c, others));
     if (st->truncated || st->n > TATTLE_EVENT_MAX_FRAMES)
         cJSON_AddBoolToObject(props, "stack_truncated", 1);
     if (c->context_len) {

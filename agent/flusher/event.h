@@ -20,6 +20,8 @@
 
 #define TATTLE_EVENT_MAX_FRAMES 128
 
+struct tattle_thread_stacks;
+
 /* A new event with its uuid and timestamp. distinct_id NULL or "" makes it
  * anonymous (a random distinct_id and $process_person_profile: false). */
 cJSON *tattle__event_new(const char *name, uint64_t time_ns, const char *distinct_id);
@@ -31,10 +33,13 @@ void tattle__event_add_lib(cJSON *props);
 /* Properties of the process that sent it. */
 void tattle__event_add_process(cJSON *event, const struct tattle_shm *shm);
 
-/* The $exception event of a crash. */
+/* The $exception event of a crash; others (may be NULL) adds the
+ * "threads" property: every thread, the crashing one marked. */
 cJSON *tattle__event_crash(const struct tattle_config *cfg, const struct tattle_shm *shm,
                            const struct tattle_crash *c, const struct tattle_stack *st,
-                           struct tattle_symbolizer *sym);
+                           struct tattle_symbolizer *sym, const struct tattle_thread_stacks *others);
+
+#define TATTLE_EVENT_THREAD_FRAMES 32 /* frames of each other thread in the event */
 
 /* The exception's type and readable value, as the event and report show them. */
 void tattle__event_crash_title(const struct tattle_crash *c, char *type, size_t tcap, char *value, size_t vcap);

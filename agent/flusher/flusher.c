@@ -250,27 +250,37 @@ static int rendezvous_fd(void)
     return TATTLE_FLUSHER_FD_LISTEN;
 }
 
-/* Serve until nothing is left: a private flusher until its host is gone,
- * a shared one until no host has joined for the linger window (and, when
- * it has served nobody yet, not before the host that started it had time
- * to join). */
+#define IDLE_GRACE_MS 100 /* a shared flusher with nothing to do waits this long for the next host */
+
+/* Serve until nothing is left: a private flusher until its host is gone;
+ * a shared one until no host has joined for a moment and nothing waits to
+ * be sent (or the linger window has passed since its last host left). One
+ * that has served nobody yet first gives the host that started it time to
+ * join. A flusher with nothing to do never lingers: programs that wait for
+ * every descendant (strace -f, a service manager) wait no longer than
+ * without a shared flusher. */
 static void run(struct flusher *f)
 {
     uint64_t idle_since = 0;
     static int served;
     for (;;) {
         int idle_ms = 1000;
-        uint64_t linger = served ? (uint64_t)f->cfg.linger_ms : 3000;
         serve(f);
         if (!f->nclients) {
-            uint64_t now = tattle__now_monotonic_ms();
+            uint64_t now = tattle__now_monotonic_ms(), limit;
+            int sending = f->delivery && !tattle__delivery_idle(f->delivery);
             if (f->listen_fd < 0)
                 break;
             if (!idle_since)
                 idle_since = now;
-            if (now - idle_since >= linger)
+            limit = !served ? 3000 : sending ? (uint64_t)f->cfg.linger_ms
+                                             : (uint64_t)(f->cfg.linger_ms < IDLE_GRACE_MS ? f->cfg.linger_ms
+                                                                                           : IDLE_GRACE_MS);
+            if (now - idle_since >= limit)
                 break;
-            idle_ms = (int)(linger - (now - idle_since));
+            idle_ms = (int)(limit - (now - idle_since));
+            if (sending && idle_ms > 50)
+                idle_ms = 50; /* look again whether delivery has finished */
         } else {
             idle_since = 0;
             served = 1;

@@ -26,6 +26,7 @@
 #include "sink_file.h"
 #include "statedir.h"
 #include "symbolize.h"
+#include "threads.h"
 #include "transport_posthog.h"
 #include "unwind.h"
 
@@ -226,29 +227,58 @@ static void clamp_crash(struct tattle_crash *c)
     TERMINATE(c->cxx_what);
 }
 
+/* The other threads' stacks, unwound in the crash's session with the
+ * crashing thread's (pcs[0]), then symbolized. */
+static void unwind_all(struct tattle_symbolizer *sym, const struct tattle_crash *c, struct tattle_pcs *pcs,
+                       const struct tattle_threads *t, struct tattle_stack *stacks)
+{
+    struct tattle_unwind_thread in[1 + TATTLE_MAX_THREADS];
+    uint32_t map[1 + TATTLE_MAX_THREADS];
+    size_t n = 1, i;
+    in[0] = (struct tattle_unwind_thread){c->tid, c->gregs, c->stack_start, c->stack, c->stack_len};
+    for (i = 0; t && i < t->n; i++) {
+        if (!t->t[i].stopped)
+            continue;
+        in[n] = (struct tattle_unwind_thread){t->t[i].tid, t->t[i].gregs, t->t[i].stack_start, t->stack[i],
+                                              t->t[i].stack_len};
+        map[n++] = (uint32_t)i;
+    }
+    tattle__unwind_threads(sym, c->pid, in, n, pcs);
+    for (i = 1; i < n; i++)
+        symbolize_pcs(sym, &pcs[i], &stacks[map[i]]);
+}
+
 void tattle__flusher_crash(struct flusher *f, struct client *host)
 {
     struct tattle_crash *shared = &host->shm->crash;
     static struct tattle_crash copy;
     struct tattle_crash *c = &copy;
     struct tattle_symbolizer *sym;
-    static struct tattle_pcs pcs;
+    struct tattle_pcs *pcs = NULL;
     struct tattle_stack st = {0};
+    struct tattle_thread_stacks others = {NULL, NULL};
     cJSON *ev = NULL;
     char note[4200] = "";
     const char *uuid = "";
-    uint32_t ready = TATTLE_CRASH_READY;
+    uint32_t ready = TATTLE_CRASH_READY, i;
     if (!atomic_compare_exchange_strong(&shared->state, &ready, TATTLE_CRASH_TAKEN))
         return;
     memcpy(&copy, shared, sizeof copy);
     clamp_crash(c);
     c->pid = host->pid; /* the region's word is the host's; the kernel's is ours */
     tattle__flusher_clamp_header(host->shm);
+    /* The crashing thread waits in its handler; the others are stopped for
+     * a moment and read, while the process is still there. */
+    if (f->cfg.all_threads && !host->host_gone)
+        others.t = tattle__threads_capture(c->pid, c->tid, 200);
+    if (others.t)
+        others.st = calloc(others.t->n ? others.t->n : 1, sizeof *others.st);
     sym = tattle__symbolizer_open(c->maps, c->maps_len, c->pid);
-    if (sym) {
-        tattle__unwind_crash(sym, c, &pcs);
-        symbolize_pcs(sym, &pcs, &st);
-        ev = tattle__event_crash(&f->cfg, host->shm, c, &st, sym);
+    pcs = calloc(1 + TATTLE_MAX_THREADS, sizeof *pcs);
+    if (sym && pcs && (!others.t || others.st)) {
+        unwind_all(sym, c, pcs, others.t, others.st);
+        symbolize_pcs(sym, &pcs[0], &st);
+        ev = tattle__event_crash(&f->cfg, host->shm, c, &st, sym, others.st ? &others : NULL);
     }
     if (ev) {
         uuid = cJSON_GetObjectItemCaseSensitive(ev, "uuid")->valuestring;
@@ -256,12 +286,17 @@ void tattle__flusher_crash(struct flusher *f, struct client *host)
         crash_note(f, add_event(f, ev) == 0 ? commit(f, 1) : -1, note, sizeof note);
     }
     shared->report_len = (uint32_t)tattle__report_format(shared->report, sizeof shared->report, host->shm, c, &st,
-                                                         uuid, note);
+                                                         others.st ? &others : NULL, uuid, note);
     atomic_store_explicit(&shared->state, TATTLE_CRASH_DONE, memory_order_release);
     if (host->sock >= 0)
         (void)send(host->sock, "d", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
     cJSON_Delete(ev);
     tattle__stack_free(&st);
+    for (i = 0; others.st && i < others.t->n; i++)
+        tattle__stack_free(&others.st[i]);
+    free(others.st);
+    tattle__threads_free(others.t);
+    free(pcs);
     tattle__symbolizer_close(sym);
 }
 

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "event.h"
+#include "threads.h"
 
 struct out { char *buf; size_t cap, len; };
 
@@ -44,8 +45,29 @@ static void put_frame(struct out *o, size_t i, const struct tattle_frame *f)
     put(o, "%s\n", f->inlined ? " [inlined]" : "");
 }
 
+static void put_others(struct out *o, const struct tattle_thread_stacks *others)
+{
+    const struct tattle_threads *t = others->t;
+    uint32_t i, shown = t->n < TATTLE_REPORT_THREADS ? t->n : TATTLE_REPORT_THREADS;
+    for (i = 0; i < shown; i++) {
+        const struct tattle_stack *st = &others->st[i];
+        size_t k, n = st->n < TATTLE_REPORT_THREAD_FRAMES ? st->n : TATTLE_REPORT_THREAD_FRAMES;
+        put(o, "tattle: thread %d \"%s\"%s\n", t->t[i].tid, t->t[i].name,
+            t->t[i].stopped ? "" : ": could not be stopped in time");
+        for (k = 0; k < n; k++)
+            put_frame(o, k, &st->frames[k]);
+        if (st->n > n || st->truncated)
+            put(o, "  ... more frames not shown\n");
+    }
+    if (t->total > shown)
+        put(o, "tattle: %u more threads not shown (%u in the event)\n", t->total - shown, t->n - shown);
+    if (t->err)
+        put(o, "tattle: other threads: %s\n", strerror(t->err));
+}
+
 size_t tattle__report_format(char *buf, size_t cap, const struct tattle_shm *shm, const struct tattle_crash *c,
-                             const struct tattle_stack *st, const char *uuid, const char *sink_note)
+                             const struct tattle_stack *st, const struct tattle_thread_stacks *others,
+                             const char *uuid, const char *sink_note)
 {
     struct out o = {buf, cap, 0};
     char type[256], value[2048];
@@ -61,6 +83,12 @@ size_t tattle__report_format(char *buf, size_t cap, const struct tattle_shm *shm
         put_frame(&o, i, &st->frames[i]);
     if (st->n > n || st->truncated)
         put(&o, "  ... more frames not shown\n");
+    if (others && others->t) {
+        /* The other threads never crowd out where the event went. */
+        struct out lim = {buf, cap > 1024 ? cap - 1024 : cap, o.len};
+        put_others(&lim, others);
+        o.len = lim.len;
+    }
     if (sink_note && *sink_note)
         put(&o, "tattle: event %s %s\n", uuid, sink_note);
     return o.len;

@@ -10,42 +10,45 @@
 #include <ucontext.h>
 
 struct unwind_arg {
-    const struct tattle_crash *c;
-    struct tattle_pcs *out;
+    pid_t pid;
+    const struct tattle_unwind_thread *t, *current;
+    size_t n;
 };
 
 static pid_t next_thread(Dwfl *dwfl, void *dwfl_arg, void **thread_argp)
 {
     struct unwind_arg *ua = dwfl_arg;
+    const struct tattle_unwind_thread *next = *thread_argp ? (const struct tattle_unwind_thread *)*thread_argp + 1 : ua->t;
     (void)dwfl;
-    if (*thread_argp)
+    if (next >= ua->t + ua->n)
         return 0;
-    *thread_argp = ua;
-    return ua->c->tid;
+    *thread_argp = (void *)next;
+    return next->tid;
 }
 
-/* Stack words come from the copy; anything else from the host if alive. */
+/* Stack words come from the copy of the thread being unwound; anything
+ * else from the host if alive. */
 static bool memory_read(Dwfl *dwfl, Dwarf_Addr addr, Dwarf_Word *result, void *dwfl_arg)
 {
     struct unwind_arg *ua = dwfl_arg;
-    const struct tattle_crash *c = ua->c;
+    const struct tattle_unwind_thread *c = ua->current;
     struct iovec local = {result, sizeof *result}, remote = {(void *)(uintptr_t)addr, sizeof *result};
     (void)dwfl;
     /* Compared as offsets: addr + 8 wraps for addresses near 2^64. */
-    if (addr >= c->stack_start && c->stack_len >= sizeof *result &&
+    if (c && addr >= c->stack_start && c->stack_len >= sizeof *result &&
         addr - c->stack_start <= c->stack_len - sizeof *result) {
         memcpy(result, c->stack + (addr - c->stack_start), sizeof *result);
         return true;
     }
-    return process_vm_readv(c->pid, &local, 1, &remote, 1, 0) == (ssize_t)sizeof *result;
+    return process_vm_readv(ua->pid, &local, 1, &remote, 1, 0) == (ssize_t)sizeof *result;
 }
 
 /* x86_64 DWARF numbering: rax rdx rcx rbx rsi rdi rbp rsp r8..r15, then the
  * return address column (16) which holds rip. */
 static bool set_initial_registers(Dwfl_Thread *thread, void *thread_arg)
 {
-    struct unwind_arg *ua = thread_arg;
-    const uint64_t *g = ua->c->gregs;
+    const struct tattle_unwind_thread *t = thread_arg;
+    const uint64_t *g = t->gregs;
     Dwarf_Word regs[17] = {
         g[REG_RAX], g[REG_RDX], g[REG_RCX], g[REG_RBX], g[REG_RSI], g[REG_RDI], g[REG_RBP], g[REG_RSP],
         g[REG_R8],  g[REG_R9],  g[REG_R10], g[REG_R11], g[REG_R12], g[REG_R13], g[REG_R14], g[REG_R15],
@@ -76,26 +79,36 @@ static int on_frame(Dwfl_Frame *state, void *arg)
     return out->n < TATTLE_MAX_UNWIND ? DWARF_CB_OK : DWARF_CB_ABORT;
 }
 
-size_t tattle__unwind_crash(struct tattle_symbolizer *s, const struct tattle_crash *c, struct tattle_pcs *out)
+/* Without an unwinder, or when it found nothing: the pc alone. */
+static void pc_alone(const struct tattle_unwind_thread *t, struct tattle_pcs *out)
+{
+    out->pc[0] = t->gregs[REG_RIP];
+    out->activation[0] = 1;
+    out->n = 1;
+}
+
+void tattle__unwind_threads(struct tattle_symbolizer *s, pid_t pid, const struct tattle_unwind_thread *t, size_t n,
+                            struct tattle_pcs *out)
 {
     Dwfl *dwfl = tattle__symbolizer_dwfl(s);
-    struct unwind_arg ua = {c, out};
-    int r;
-    out->n = 0;
-    out->complete = 0;
-    if (!dwfl_attach_state(dwfl, NULL, c->pid, &thread_callbacks, &ua)) {
-        /* No unwinder for this process: the crash site alone. */
-        out->pc[0] = c->gregs[REG_RIP];
-        out->activation[0] = 1;
-        out->n = 1;
-        return 1;
+    struct unwind_arg ua = {pid, t, NULL, n};
+    int attached = dwfl_attach_state(dwfl, NULL, pid, &thread_callbacks, &ua);
+    size_t i;
+    for (i = 0; i < n; i++) {
+        out[i].n = 0;
+        out[i].complete = 0;
+        if (attached) {
+            ua.current = &t[i];
+            out[i].complete = dwfl_getthread_frames(dwfl, t[i].tid, on_frame, &out[i]) == 0;
+        }
+        if (out[i].n == 0)
+            pc_alone(&t[i], &out[i]);
     }
-    r = dwfl_getthread_frames(dwfl, c->tid, on_frame, out);
-    out->complete = r == 0;
-    if (out->n == 0) {
-        out->pc[0] = c->gregs[REG_RIP];
-        out->activation[0] = 1;
-        out->n = 1;
-    }
+}
+
+size_t tattle__unwind_crash(struct tattle_symbolizer *s, const struct tattle_crash *c, struct tattle_pcs *out)
+{
+    struct tattle_unwind_thread t = {c->tid, c->gregs, c->stack_start, c->stack, c->stack_len};
+    tattle__unwind_threads(s, c->pid, &t, 1, out);
     return out->n;
 }

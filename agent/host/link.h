@@ -36,6 +36,11 @@ int tattle__link_unavailable(void);
 /* Wake the flusher if it sleeps. Signal-safe; usually no system call. */
 void tattle__link_doorbell(void);
 
+/* Where Yama restricts ptrace to ancestors, let our flusher read the other
+ * threads' stacks while the crashing one waits: only the process that runs
+ * the flusher's executable, as named by the region. Signal-safe. */
+void tattle__link_allow_tracer(void);
+
 /* After the handler marked the crash READY: wake the flusher (restarting it
  * if it is gone) and wait until it is DONE or timeout_ms passes. Returns 1
  * when the report is complete, 0 when it did not complete in time, -1 when

@@ -214,6 +214,7 @@ static void capture(int sig, siginfo_t *si, ucontext_t *uc)
     if (config->test_die_mid_record) /* as a process killed while its handler writes */
         tattle__sys_tgkill(tattle__sys_getpid(), tattle__sys_gettid(), SIGKILL);
     fill_record(c, sig, si, uc);
+    tattle__link_allow_tracer();
     atomic_store_explicit(&c->state, TATTLE_CRASH_READY, memory_order_release);
     done = tattle__link_wait_crash(config->crash_timeout_ms, &c); /* c may move to a new region */
     if (done > 0) {

@@ -4,6 +4,7 @@
  * the tests can check that output is unchanged under the agent, then dies.
  * Functions are noinline so gdb and tattle see the same frames.
  */
+#define _GNU_SOURCE
 #include <assert.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -166,7 +167,55 @@ static void crash_assert(void) { check_config(3); }
 static void crash_double_free(void) { do_double_free(); }
 static void crash_illegal(void) { do_illegal(); }
 
+/* "all-threads": four named threads parked where servers' threads are
+ * (a mutex, a condition variable, a sleep, a busy loop), then main crashes. */
+static pthread_mutex_t held = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t cv_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t never = PTHREAD_COND_INITIALIZER;
+static pthread_barrier_t parked;
+
+NOINLINE static void wait_for_lock(void) { pthread_mutex_lock(&held); }
+NOINLINE static void wait_for_signal(void)
+{
+    pthread_mutex_lock(&cv_mu);
+    for (;;)
+        pthread_cond_wait(&never, &cv_mu);
+}
+NOINLINE static void nap(void) { for (;;) sleep(100); }
+NOINLINE static void spin(void) { for (;;) sink++; }
+
+static void *parked_thread(void *arg)
+{
+    static const char *const names[] = {"locker", "waiter", "sleeper", "spinner"};
+    long i = (long)arg;
+    pthread_setname_np(pthread_self(), names[i]);
+    pthread_barrier_wait(&parked);
+    if (i == 0)
+        wait_for_lock();
+    else if (i == 1)
+        wait_for_signal();
+    else if (i == 2)
+        nap();
+    else
+        spin();
+    return NULL;
+}
+
+static void crash_all_threads(void)
+{
+    pthread_t t;
+    long i;
+    pthread_mutex_lock(&held);
+    pthread_barrier_init(&parked, NULL, 5);
+    for (i = 0; i < 4; i++)
+        pthread_create(&t, NULL, parked_thread, (void *)i);
+    pthread_barrier_wait(&parked);
+    usleep(50000); /* each is where it parks */
+    level1(NULL);
+}
+
 static const struct verb verbs[] = {
+    {"all-threads", crash_all_threads},
     {"null", crash_null},
     {"stack-overflow", crash_stack_overflow},
     {"abort", crash_abort},

@@ -8,6 +8,9 @@ executable's build ID in $debug_images. Usage: test_crash.py [CASE...]
 """
 import os
 import re
+import shutil
+import subprocess
+import signal
 
 import harness as h
 
@@ -114,8 +117,101 @@ def crash_case(verb, exe, type_, value_re, first, gdb=True, compare=None, limit=
     return test
 
 
+GDB_THREAD = re.compile(r"^Thread \d+ \(.*LWP (\d+)\)\)?:")
+
+
+def gdb_core_threads(exe, core):
+    """`thread apply all bt` of a core file: {lwp: [function, ...]}, innermost first."""
+    r = subprocess.run(["gdb", "-q", "-batch", "-nx", "-ex", "set pagination off", "-ex", "set width 0",
+                        "-ex", "thread apply all bt 40", exe, core], capture_output=True, text=True, timeout=120)
+    threads, current = {}, None
+    for line in r.stdout.splitlines():
+        m = GDB_THREAD.match(line)
+        if m:
+            current = threads.setdefault(int(m.group(1)), [])
+            continue
+        m = h.GDB_FRAME.match(line)
+        if m and current is not None:
+            current.append(h.normalize_function(m.group(2)))
+    h.check(len(threads) > 1, "gdb listed the core's threads", r.stdout[-2000:], r.stderr[-2000:])
+    return threads
+
+
+def all_threads():
+    """A crash in main while four named threads wait on a mutex, a condition
+    variable, a sleep and a busy loop: the event and the report carry every
+    thread's stack, each as gdb shows it in the core of the same run."""
+    box = h.Sandbox("all-threads")
+    try:
+        argv = [CRASHER, "all-threads"]
+        agent = h.run(argv, env=box.agent_env(), cwd=box.dir)
+        h.check_equal(agent.signal, signal.SIGSEGV, "it died of SIGSEGV", agent.stderr[-2000:])
+        h.check(agent.core, "with a core dump (RLIMIT_CORE is unlimited here)")
+        ev = h.exceptions(box.events())[0]
+        props = ev["properties"]
+        threads = props["threads"]["values"]
+        h.check_equal(sorted(t["name"] for t in threads), sorted(["crasher", "locker", "waiter", "sleeper", "spinner"]),
+                      "every thread is listed, by name")
+        crashed = [t for t in threads if t["crashed"]]
+        h.check_equal([t["id"] for t in crashed], [props["thread_id"]], "the crashing thread is marked")
+        core = [os.path.join(box.dir, n) for n in os.listdir(box.dir) if n == "core" or n.startswith("core.")]
+        h.check(core, "the core file is in the scratch directory", os.listdir(box.dir))
+        gdb = gdb_core_threads(CRASHER, core[0])
+        h.check_equal(sorted(gdb), sorted(t["id"] for t in threads), "the same threads as gdb's, by id")
+        parked = {"locker": "wait_for_lock", "waiter": "wait_for_signal", "sleeper": "nap", "spinner": "spin"}
+        for t in threads:
+            if t["crashed"]:
+                continue
+            ours = [h.normalize_function(f.get("function")) for f in reversed(t["stacktrace"]["frames"])]
+            theirs = gdb[t["id"]]
+            # gdb also shows frames that left by a tail call (it rebuilds them
+            # from DWARF call sites); every frame of ours is one of gdb's.
+            h.check(h.same_symbol(ours[0], theirs[0]), "thread %s: gdb's innermost frame" % t["name"],
+                    "gdb:    %s" % theirs, "tattle: %s" % ours)
+            h.check(h.is_subsequence(ours, theirs), "thread %s: gdb's frames, in gdb's order" % t["name"],
+                    "gdb:    %s" % theirs, "tattle: %s" % ours)
+            h.check(len(ours) >= len(theirs) - 1, "thread %s: at most one (tail-call) frame fewer than gdb" % t["name"],
+                    "gdb:    %s" % theirs, "tattle: %s" % ours)
+            h.check(parked[t["name"]] in ours and "parked_thread" in ours and "start_thread" in ours,
+                    "thread %s: down to where it parked, from its start" % t["name"], ours)
+        for name in parked:
+            h.check(re.search(r'tattle: thread \d+ "%s"\n  #0 ' % name, agent.stderr),
+                    "the report shows thread %s with its frames" % name, agent.stderr[-4000:])
+        h.check(agent.stderr.rstrip().splitlines()[-1].startswith("tattle: event "),
+                "the report still ends with where the event went", agent.stderr[-600:])
+    finally:
+        box.cleanup()
+
+
+def all_threads_traced():
+    """Under strace -f the other threads cannot be stopped by anyone else:
+    the crash is still reported as before, the event and the report say
+    why the other threads are missing, and the death is the same."""
+    if not shutil.which("strace"):
+        raise h.Skip("strace is not installed")
+    box = h.Sandbox("all-threads-traced")
+    try:
+        argv = ["strace", "-f", "-qq", "-o", "/dev/null", CRASHER, "all-threads"]
+        plain = h.run(argv, env=box.base_env(), cwd=box.dir)
+        agent = h.run(argv, env=box.agent_env(), cwd=box.dir)
+        check_same_death(plain, agent)
+        ev = h.exceptions(box.events())[0]
+        threads = ev["properties"]["threads"]
+        h.check_equal(threads.get("error"), "Operation not permitted", "the event says why", threads)
+        h.check(all(t["crashed"] or "stacktrace" not in t for t in threads["values"]),
+                "no other thread has a stack", threads)
+        h.check_equal(len(threads["values"]), 5, "every thread is still listed")
+        h.check("tattle: other threads: Operation not permitted" in agent.stderr, "the report says why",
+                agent.stderr[-2000:])
+        h.check("written to" in agent.stderr, "the crash was reported", agent.stderr[-2000:])
+    finally:
+        box.cleanup()
+
+
 ADDR = r"0x[0-9a-f]+"
 TESTS = {
+    "all-threads": all_threads,
+    "all-threads-traced": all_threads_traced,
     "null": crash_case("null", CRASHER, "SIGSEGV", r"Segmentation fault \(SEGV_MAPERR\) at address 0x0",
                        "write_null"),
     "stack-overflow": crash_case("stack-overflow", CRASHER, "SIGSEGV",

@@ -88,8 +88,13 @@ def wait_flushers_gone(box, timeout):
     return flushers(box)
 
 
+LINGER_S = 5.0  # TATTLE_LINGER_MS's default: a flusher waits that long for its user's next process
+
+
 def check_flushers_exit(box, timeout, after_what):
-    """Every flusher of box ends within timeout; if not, say whether it spins."""
+    """Every flusher of box ends within timeout past the linger window; if
+    not, say whether it spins."""
+    timeout += LINGER_S
     left = wait_flushers_gone(box, timeout)
     if left:
         use = cpu_use(left)
