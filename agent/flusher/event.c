@@ -346,6 +346,13 @@ static cJSON *exception_json(const struct tattle_crash *c, const struct tattle_s
     trace = cJSON_AddObjectToObject(ex, "stacktrace");
     cJSON_AddStringToObject(trace, "type", "raw");
     cJSON_AddItemToObject(trace, "frames", tattle__event_frames(st));
+    if (st->elided && st->elided_at < st->n && st->n <= TATTLE_EVENT_MAX_FRAMES) {
+        /* Outermost first: the gap is before the innermost elided_at frames. */
+        cJSON *gap = cJSON_AddArrayToObject(trace, "frames_omitted");
+        cJSON_AddItemToArray(gap, cJSON_CreateNumber((double)(st->n - st->elided_at - 1)));
+        cJSON_AddItemToArray(gap, cJSON_CreateNumber((double)(st->n - st->elided_at)));
+        cJSON_AddNumberToObject(trace, "frames_elided", (double)st->elided);
+    }
     return ex;
 }
 

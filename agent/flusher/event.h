@@ -18,7 +18,7 @@
 #include "shm.h"
 #include "symbolize.h"
 
-#define TATTLE_EVENT_MAX_FRAMES 128
+#define TATTLE_EVENT_MAX_FRAMES 256
 
 struct tattle_thread_stacks;
 

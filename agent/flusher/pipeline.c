@@ -56,11 +56,15 @@ static void symbolize_pcs(struct tattle_symbolizer *sym, const struct tattle_pcs
     size_t i;
     for (i = 0; i < pcs->n; i++) {
         size_t before = st->n;
+        if (pcs->elided && i == TATTLE_UNWIND_HEAD) {
+            st->elided_at = st->n;
+            st->elided = pcs->elided;
+        }
         tattle__symbolize(sym, pcs->pc[i], pcs->activation[i], st);
         if (i > 0 && pcs->activation[i] && i + 1 < pcs->n && pcs->activation[i + 1] && st->n > before)
             st->frames[st->n - 1].signal_frame = 1;
     }
-    if (!pcs->complete && pcs->n >= TATTLE_MAX_UNWIND)
+    if (!pcs->complete && pcs->total >= TATTLE_UNWIND_WALK)
         st->truncated = 1;
 }
 

@@ -79,8 +79,11 @@ size_t tattle__report_format(char *buf, size_t cap, const struct tattle_shm *shm
     put(&o, "\ntattle: %s: %s\n", type, value);
     put(&o, "tattle: thread %d \"%s\" of process %d (%s)\n", c->tid, c->thread_name, c->pid, shm->exe);
     n = st->n < TATTLE_EVENT_MAX_FRAMES ? st->n : TATTLE_EVENT_MAX_FRAMES;
-    for (i = 0; i < n; i++)
-        put_frame(&o, i, &st->frames[i]);
+    for (i = 0; i < n; i++) {
+        if (st->elided && i == st->elided_at)
+            put(&o, "  ... %llu frames elided ...\n", (unsigned long long)st->elided);
+        put_frame(&o, i + (st->elided && i >= st->elided_at ? (size_t)st->elided : 0), &st->frames[i]);
+    }
     if (st->n > n || st->truncated)
         put(&o, "  ... more frames not shown\n");
     if (others && others->t) {

@@ -31,6 +31,8 @@ struct tattle_stack {
     struct tattle_frame *frames; /* innermost first */
     size_t n, cap;
     size_t truncated; /* frames beyond the cap that were dropped */
+    size_t elided_at; /* frames[elided_at] follows the elided ones (with elided > 0) */
+    uint64_t elided;  /* frames of a deep stack left out between its innermost and outermost */
 };
 
 struct tattle_image {

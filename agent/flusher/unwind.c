@@ -66,17 +66,64 @@ static const Dwfl_Thread_Callbacks thread_callbacks = {
     .set_initial_registers = set_initial_registers,
 };
 
+/* The first TATTLE_UNWIND_HEAD frames in place, the rest in a ring of the
+ * last TATTLE_UNWIND_TAIL. */
 static int on_frame(Dwfl_Frame *state, void *arg)
 {
     struct tattle_pcs *out = arg;
     Dwarf_Addr pc;
     bool activation = false;
+    size_t at;
     if (!dwfl_frame_pc(state, &pc, &activation) || pc == 0)
         return DWARF_CB_ABORT;
-    out->pc[out->n] = pc;
-    out->activation[out->n] = activation;
-    out->n++;
-    return out->n < TATTLE_MAX_UNWIND ? DWARF_CB_OK : DWARF_CB_ABORT;
+    at = out->total < TATTLE_UNWIND_HEAD ? (size_t)out->total
+                                         : TATTLE_UNWIND_HEAD + (size_t)((out->total - TATTLE_UNWIND_HEAD) %
+                                                                         TATTLE_UNWIND_TAIL);
+    out->pc[at] = pc;
+    out->activation[at] = activation;
+    out->total++;
+    return out->total < TATTLE_UNWIND_WALK ? DWARF_CB_OK : DWARF_CB_ABORT;
+}
+
+/* Put the ring in order (outermost last) and count what fell out of it. */
+static void settle(struct tattle_pcs *out)
+{
+    uint64_t pc[TATTLE_UNWIND_TAIL];
+    unsigned char act[TATTLE_UNWIND_TAIL];
+    size_t start, i;
+    if (out->total <= TATTLE_MAX_UNWIND) {
+        out->n = (size_t)out->total;
+        return;
+    }
+    start = (size_t)((out->total - TATTLE_UNWIND_HEAD) % TATTLE_UNWIND_TAIL);
+    for (i = 0; i < TATTLE_UNWIND_TAIL; i++) {
+        pc[i] = out->pc[TATTLE_UNWIND_HEAD + (start + i) % TATTLE_UNWIND_TAIL];
+        act[i] = out->activation[TATTLE_UNWIND_HEAD + (start + i) % TATTLE_UNWIND_TAIL];
+    }
+    memcpy(out->pc + TATTLE_UNWIND_HEAD, pc, sizeof pc);
+    memcpy(out->activation + TATTLE_UNWIND_HEAD, act, sizeof act);
+    out->n = TATTLE_MAX_UNWIND;
+    out->elided = out->total - TATTLE_MAX_UNWIND;
+}
+
+/* A pc outside every module (a call through a NULL or wild function
+ * pointer) has no CFI; the call that got there left its return address at
+ * the stack pointer: the caller's frame, from where CFI works again. */
+static int wild_pc(Dwfl *dwfl, const struct tattle_unwind_thread *t, struct unwind_arg *ua,
+                   struct tattle_unwind_thread *caller, uint64_t *gregs)
+{
+    Dwarf_Word ret;
+    if (dwfl_addrmodule(dwfl, t->gregs[REG_RIP]))
+        return 0;
+    ua->current = t;
+    if (!memory_read(dwfl, t->gregs[REG_RSP], &ret, ua) || !dwfl_addrmodule(dwfl, ret - 1))
+        return 0;
+    memcpy(gregs, t->gregs, TATTLE_NGREG * sizeof *gregs);
+    gregs[REG_RIP] = ret;
+    gregs[REG_RSP] += 8;
+    *caller = *t;
+    caller->gregs = gregs;
+    return 1;
 }
 
 /* Without an unwinder, or when it found nothing: the pc alone. */
@@ -95,12 +142,28 @@ void tattle__unwind_threads(struct tattle_symbolizer *s, pid_t pid, const struct
     int attached = dwfl_attach_state(dwfl, NULL, pid, &thread_callbacks, &ua);
     size_t i;
     for (i = 0; i < n; i++) {
+        struct tattle_unwind_thread caller;
+        uint64_t gregs[TATTLE_NGREG];
         out[i].n = 0;
+        out[i].total = out[i].elided = 0;
         out[i].complete = 0;
-        if (attached) {
+        if (attached && wild_pc(dwfl, &t[i], &ua, &caller, gregs)) {
+            /* The wild pc itself, then the walk from its caller. */
+            out[i].pc[0] = t[i].gregs[REG_RIP];
+            out[i].activation[0] = 1;
+            out[i].total = 1;
+            ua.t = &caller;
+            ua.n = 1;
+            ua.current = &caller;
+            out[i].complete = dwfl_getthread_frames(dwfl, caller.tid, on_frame, &out[i]) == 0;
+            out[i].activation[1] = 0; /* a return address, though the walk began there */
+            ua.t = t;
+            ua.n = n;
+        } else if (attached) {
             ua.current = &t[i];
             out[i].complete = dwfl_getthread_frames(dwfl, t[i].tid, on_frame, &out[i]) == 0;
         }
+        settle(&out[i]);
         if (out[i].n == 0)
             pc_alone(&t[i], &out[i]);
     }

@@ -15,13 +15,21 @@
 #include "shm.h"
 #include "symbolize.h"
 
-#define TATTLE_MAX_UNWIND 1024
+/* A deep stack keeps its innermost TATTLE_UNWIND_HEAD frames and its
+ * outermost TATTLE_UNWIND_TAIL (main, the thread's start), with the number
+ * elided between them; the walk itself stops after TATTLE_UNWIND_WALK. */
+#define TATTLE_UNWIND_HEAD 100
+#define TATTLE_UNWIND_TAIL 20
+#define TATTLE_MAX_UNWIND (TATTLE_UNWIND_HEAD + TATTLE_UNWIND_TAIL)
+#define TATTLE_UNWIND_WALK 100000
 
 struct tattle_pcs {
-    uint64_t pc[TATTLE_MAX_UNWIND];
+    uint64_t pc[TATTLE_MAX_UNWIND]; /* innermost first */
     unsigned char activation[TATTLE_MAX_UNWIND]; /* pc is not a return address */
     size_t n;
-    int complete; /* the unwinder reached the outermost frame */
+    uint64_t total;   /* frames walked */
+    uint64_t elided;  /* frames left out after pc[TATTLE_UNWIND_HEAD - 1] */
+    int complete;     /* the unwinder reached the outermost frame */
 };
 
 /* One thread to unwind: its registers and a copy of the top of its stack. */

@@ -214,7 +214,18 @@ static void crash_all_threads(void)
     level1(NULL);
 }
 
+/* "null-fnptr": a call through a NULL function pointer: the pc is 0, in no
+ * module; the caller is found from the return address the call pushed. */
+static void (*volatile callback)(void);
+NOINLINE static void call_back(void)
+{
+    callback();
+    sink++;
+}
+NOINLINE static void crash_null_fnptr(void) { call_back(); sink++; }
+
 static const struct verb verbs[] = {
+    {"null-fnptr", crash_null_fnptr},
     {"all-threads", crash_all_threads},
     {"null", crash_null},
     {"stack-overflow", crash_stack_overflow},

@@ -208,8 +208,63 @@ def all_threads_traced():
         box.cleanup()
 
 
+def event_names(ev):
+    """Function names of the exception's frames, innermost first (None where unknown)."""
+    frames = ev["properties"]["$exception_list"][0]["stacktrace"]["frames"]
+    return [h.normalize_function(f.get("function")) for f in reversed(frames)]
+
+
+def null_fnptr():
+    """A call through a NULL function pointer: the pc is 0, in no module. The
+    caller comes from the return address the call left, as gdb finds it."""
+    box = h.Sandbox("null-fnptr")
+    try:
+        argv = [CRASHER, "null-fnptr"]
+        plain = h.run(argv, env=box.base_env(), cwd=box.dir)
+        agent = h.run(argv, env=box.agent_env(), cwd=box.dir)
+        check_same_death(plain, agent)
+        ev = h.exceptions(box.events())[0]
+        frames = list(reversed(ev["properties"]["$exception_list"][0]["stacktrace"]["frames"]))
+        h.check_equal(frames[0]["instruction_addr"], "0x0", "frame #0 is the wild pc")
+        gdb = [n for n, _, _ in h.gdb_backtrace(argv)]
+        ours = event_names(ev)
+        h.check_equal(gdb[:4], ["??", "call_back", "crash_null_fnptr", "main"], "gdb's frames (the oracle)")
+        h.check_equal(ours[1:4], gdb[1:4], "the callers gdb finds, in order", "tattle: %s" % ours)
+        h.check_equal(frames[1].get("lineno"), h.gdb_backtrace(argv)[1][2], "call_back's line is gdb's")
+        h.check(re.search(r"#1 .* in call_back \(", agent.stderr), "the report shows the caller", agent.stderr[-2000:])
+    finally:
+        box.cleanup()
+
+
+def deep_stack_keeps_both_ends():
+    """A stack overflow tens of thousands of frames deep: the innermost
+    frames, the outermost ones (main, and what called it), and the count
+    elided between them, in the event and in the report."""
+    box = h.Sandbox("deep-stack")
+    try:
+        agent = h.run([CRASHER, "stack-overflow"], env=box.agent_env(), cwd=box.dir)
+        h.check_equal(agent.signal, signal.SIGSEGV, "it died of SIGSEGV")
+        ev = h.exceptions(box.events())[0]
+        trace = ev["properties"]["$exception_list"][0]["stacktrace"]
+        names = event_names(ev)
+        h.check_equal(names[0], "recurse", "the innermost frame")
+        h.check("main" in names and "crash_stack_overflow" in names, "the outermost frames are kept", names[-8:])
+        h.check(names.index("crash_stack_overflow") > 100, "after the innermost hundred")
+        h.check(trace.get("frames_elided", 0) > 1000, "the elided frames are counted", trace.get("frames_elided"))
+        gap = trace.get("frames_omitted")
+        h.check(gap and gap[1] == gap[0] + 1, "and where they were", gap)
+        h.check(re.search(r"\.\.\. \d+ frames elided \.\.\.", agent.stderr), "the report says how many",
+                agent.stderr[-3000:])
+        h.check(re.search(r"#\d+ +0x[0-9a-f]+ in main \(", agent.stderr), "the report ends with main",
+                agent.stderr[-3000:])
+    finally:
+        box.cleanup()
+
+
 ADDR = r"0x[0-9a-f]+"
 TESTS = {
+    "null-fnptr": null_fnptr,
+    "deep-stack": deep_stack_keeps_both_ends,
     "all-threads": all_threads,
     "all-threads-traced": all_threads_traced,
     "null": crash_case("null", CRASHER, "SIGSEGV", r"Segmentation fault \(SEGV_MAPERR\) at address 0x0",

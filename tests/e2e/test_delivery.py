@@ -238,8 +238,11 @@ def a_refused_batch_is_kept_aside_and_not_resent(c):
     check_equal(r.exit_code, 0, "the host exits 0")
     check("refused a batch" in r.stderr, "one line on stderr", r.stderr)
     time.sleep(1.5)
-    check_equal(len(c.server.requests), 1, "the batch was not resent")
-    check_equal(len(c.batches(".rejected")), 1, "the batch is kept aside", os.listdir(c.spool))
+    # The three events may travel in one batch or more (the flusher takes
+    # what is there when it wakes): each refused batch is sent once.
+    rejected = c.batches(".rejected")
+    check(1 <= len(rejected) <= 3, "the refused batches are kept aside", os.listdir(c.spool))
+    check_equal(len(c.server.requests), len(rejected), "no refused batch was resent")
     check_equal(c.batches(), [], "nothing is left to resend")
 
 
