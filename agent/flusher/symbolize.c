@@ -10,6 +10,7 @@
  * Signal context: NO (flusher only).
  */
 #include "symbolize.h"
+#include "names.h"
 
 #include <dwarf.h>
 #include <elfutils/libdw.h>
@@ -17,7 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-char *__cxa_demangle(const char *mangled, char *buf, size_t *len, int *status);
 
 struct tattle_symbolizer {
     Dwfl *dwfl;
@@ -186,35 +186,6 @@ void tattle__symbolizer_close(struct tattle_symbolizer *s)
 
 Dwfl *tattle__symbolizer_dwfl(struct tattle_symbolizer *s) { return s->dwfl; }
 
-static char *demangle(const char *name)
-{
-    int status = -1;
-    char *d;
-    if (!name)
-        return NULL;
-    if (name[0] == '_' && name[1] == 'Z') {
-        d = __cxa_demangle(name, NULL, NULL, &status);
-        if (d && status == 0)
-            return d;
-        free(d);
-    }
-    return strdup(name);
-}
-
-/* The name of a subprogram or inlined subroutine DIE, following
- * abstract_origin/specification; the linkage name is preferred, demangled. */
-static char *die_function_name(Dwarf_Die *die)
-{
-    Dwarf_Attribute attr;
-    const char *name = NULL;
-    if (dwarf_attr_integrate(die, DW_AT_linkage_name, &attr) ||
-        dwarf_attr_integrate(die, DW_AT_MIPS_linkage_name, &attr))
-        name = dwarf_formstring(&attr);
-    if (!name && dwarf_attr_integrate(die, DW_AT_name, &attr))
-        name = dwarf_formstring(&attr);
-    return demangle(name);
-}
-
 static struct tattle_frame *push(struct tattle_stack *st)
 {
     if (st->n == st->cap) {
@@ -253,22 +224,92 @@ static char *cu_file(Dwarf_Die *cudie, Dwarf_Word idx)
 /* One frame per inlined layer at pc (innermost first), from the DWARF
  * scopes of dmod (mod's twin, or mod), where pc's lookup address is
  * lookup. Returns the number of frames added; 0 if there is no DWARF. */
+/* Without .debug_aranges (rustc, some linkers) libdw finds no unit for an
+ * address: look through the units' own address ranges instead. */
+static Dwarf_Die *unit_by_scan(Dwfl_Module *mod, uint64_t lookup, Dwarf_Addr *bias, Dwarf_Die *found)
+{
+    Dwarf *dw = dwfl_module_getdwarf(mod, bias);
+    Dwarf_Off off = 0, next;
+    size_t hsize;
+    while (dw && dwarf_nextcu(dw, off, &next, &hsize, NULL, NULL, NULL) == 0) {
+        if (dwarf_offdie(dw, off + hsize, found) && dwarf_haspc(found, lookup - *bias) > 0)
+            return found;
+        off = next;
+    }
+    return NULL;
+}
+
+/* The file, line and column of lookup in its unit. */
+static char *source_line(Dwfl_Module *mod, Dwarf_Die *cudie, int scanned, uint64_t lookup, Dwarf_Addr bias,
+                         int *lineno, int *col)
+{
+    const char *src = NULL;
+    if (!scanned) {
+        Dwfl_Line *line = dwfl_module_getsrc(mod, lookup);
+        if (line)
+            src = dwfl_lineinfo(line, NULL, lineno, col, NULL, NULL);
+    } else {
+        Dwarf_Line *line = dwarf_getsrc_die(cudie, lookup - bias);
+        if (line && (src = dwarf_linesrc(line, NULL, NULL)) != NULL) {
+            dwarf_lineno(line, lineno);
+            dwarf_linecol(line, col);
+        }
+    }
+    return src ? strdup(src) : NULL;
+}
+
+#define SCOPE_DEPTH 64
+
+/* Where dwarf_getscopes finds nothing (functions inside Fortran modules,
+ * Rust's namespaces): walk the unit's tree down to the innermost function
+ * or inlined call whose ranges hold addr. path[0..*depth) holds the way
+ * down; returns 1 when a function was found. */
+static int walk_to(Dwarf_Die *parent, Dwarf_Addr addr, Dwarf_Die *path, int *depth)
+{
+    Dwarf_Die child;
+    if (*depth >= SCOPE_DEPTH || dwarf_child(parent, &child) != 0)
+        return 0;
+    do {
+        int tag = dwarf_tag(&child);
+        int container = tag == DW_TAG_namespace || tag == DW_TAG_module || tag == DW_TAG_class_type ||
+                        tag == DW_TAG_structure_type || tag == DW_TAG_union_type;
+        int code = tag == DW_TAG_subprogram || tag == DW_TAG_inlined_subroutine || tag == DW_TAG_lexical_block;
+        if (container || (code && dwarf_haspc(&child, addr) > 0)) {
+            int mark = *depth;
+            path[(*depth)++] = child;
+            if (walk_to(&child, addr, path, depth) || (tag != DW_TAG_lexical_block && code))
+                return 1;
+            *depth = mark;
+        }
+    } while (dwarf_siblingof(&child, &child) == 0);
+    return 0;
+}
+
+/* The scopes at addr, innermost first, as dwarf_getscopes gives them. */
+static int scopes_by_walk(Dwarf_Die *cudie, Dwarf_Addr addr, Dwarf_Die **scopes)
+{
+    Dwarf_Die path[SCOPE_DEPTH];
+    int depth = 0, i;
+    if (!walk_to(cudie, addr, path, &depth) || !(*scopes = malloc((size_t)depth * sizeof **scopes)))
+        return 0;
+    for (i = 0; i < depth; i++)
+        (*scopes)[i] = path[depth - 1 - i];
+    return depth;
+}
+
 static int add_dwarf_frames(Dwfl_Module *mod, Dwfl_Module *dmod, int64_t delta, uint64_t pc, uint64_t lookup,
                             struct tattle_stack *out)
 {
     Dwarf_Addr bias = 0;
-    Dwarf_Die *cudie = dwfl_module_addrdie(dmod, lookup, &bias);
+    Dwarf_Die unit, *cudie = dwfl_module_addrdie(dmod, lookup, &bias);
     Dwarf_Die *scopes = NULL;
-    Dwfl_Line *line;
     char *file = NULL;
-    int lineno = 0, col = 0, nscopes, i, added = 0;
+    int lineno = 0, col = 0, nscopes, i, added = 0, scanned = 0;
+    if (!cudie && (cudie = unit_by_scan(dmod, lookup, &bias, &unit)) != NULL)
+        scanned = 1;
     if (!cudie)
         return 0;
-    line = dwfl_module_getsrc(dmod, lookup);
-    if (line) {
-        const char *src = dwfl_lineinfo(line, NULL, &lineno, &col, NULL, NULL);
-        file = src ? strdup(src) : NULL;
-    }
+    file = source_line(dmod, cudie, scanned, lookup, bias, &lineno, &col);
     /* dwarf_getscopes finds the innermost scope, but past an inlined
      * instance it continues in the abstract definition's parents; the
      * physical nesting (inline within inline within the function) comes
@@ -279,6 +320,10 @@ static int add_dwarf_frames(Dwfl_Module *mod, Dwfl_Module *dmod, int64_t delta, 
         free(scopes);
         scopes = NULL;
         nscopes = dwarf_getscopes_die(&innermost, &scopes);
+    } else {
+        free(scopes);
+        scopes = NULL;
+        nscopes = scopes_by_walk(cudie, lookup - bias, &scopes);
     }
     for (i = 0; i < nscopes; i++) {
         int tag = dwarf_tag(&scopes[i]);
@@ -292,7 +337,7 @@ static int add_dwarf_frames(Dwfl_Module *mod, Dwfl_Module *dmod, int64_t delta, 
             break;
         f->pc = pc;
         set_module(f, mod);
-        f->function = die_function_name(&scopes[i]);
+        f->function = tattle__die_function_name(&scopes[i], cudie);
         f->file = file;
         f->line = lineno;
         f->column = col;
@@ -340,7 +385,7 @@ void tattle__symbolize(struct tattle_symbolizer *s, uint64_t pc, int activation,
         if (symname && !f->symbol_addr)
             f->symbol_addr = lookup - off;
         if (symname && !f->function)
-            f->function = demangle(symname);
+            f->function = tattle__demangle(symname);
         return;
     }
     f = push(out);
@@ -352,7 +397,7 @@ void tattle__symbolize(struct tattle_symbolizer *s, uint64_t pc, int activation,
     set_module(f, mod);
     symname = dwfl_module_addrinfo(dmod, lookup - (uint64_t)delta, &off, &sym, NULL, NULL, NULL);
     if (symname) {
-        f->function = demangle(symname);
+        f->function = tattle__demangle(symname);
         f->symbol_addr = lookup - off;
     }
 }

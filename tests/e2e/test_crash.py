@@ -192,8 +192,11 @@ def all_threads_traced():
     box = h.Sandbox("all-threads-traced")
     try:
         argv = ["strace", "-f", "-qq", "-o", "/dev/null", CRASHER, "all-threads"]
-        plain = h.run(argv, env=box.base_env(), cwd=box.dir)
-        agent = h.run(argv, env=box.agent_env(), cwd=box.dir)
+        # LeakSanitizer cannot run under ptrace (sanitized builds only).
+        lsan = {"ASAN_OPTIONS": os.environ["ASAN_OPTIONS"] + ":detect_leaks=0"} if "ASAN_OPTIONS" in os.environ else {}
+        base = dict(box.base_env(), **lsan)
+        plain = h.run(argv, env=base, cwd=box.dir)
+        agent = h.run(argv, env=dict(box.agent_env(), **lsan), cwd=box.dir)
         check_same_death(plain, agent)
         ev = h.exceptions(box.events())[0]
         threads = ev["properties"]["threads"]
