@@ -3,6 +3,7 @@
  * Signal context: NO (flusher only).
  */
 #include "unwind.h"
+#include "unwind_nocfi.h"
 
 #include <elfutils/libdwfl.h>
 #include <string.h>
@@ -68,20 +69,24 @@ static const Dwfl_Thread_Callbacks thread_callbacks = {
 
 /* The first TATTLE_UNWIND_HEAD frames in place, the rest in a ring of the
  * last TATTLE_UNWIND_TAIL. */
+static void record(struct tattle_pcs *out, uint64_t pc, int activation)
+{
+    size_t at = out->total < TATTLE_UNWIND_HEAD ? (size_t)out->total
+                                                : TATTLE_UNWIND_HEAD + (size_t)((out->total - TATTLE_UNWIND_HEAD) %
+                                                                                TATTLE_UNWIND_TAIL);
+    out->pc[at] = pc;
+    out->activation[at] = (unsigned char)activation;
+    out->total++;
+}
+
 static int on_frame(Dwfl_Frame *state, void *arg)
 {
     struct tattle_pcs *out = arg;
     Dwarf_Addr pc;
     bool activation = false;
-    size_t at;
     if (!dwfl_frame_pc(state, &pc, &activation) || pc == 0)
         return DWARF_CB_ABORT;
-    at = out->total < TATTLE_UNWIND_HEAD ? (size_t)out->total
-                                         : TATTLE_UNWIND_HEAD + (size_t)((out->total - TATTLE_UNWIND_HEAD) %
-                                                                         TATTLE_UNWIND_TAIL);
-    out->pc[at] = pc;
-    out->activation[at] = activation;
-    out->total++;
+    record(out, pc, activation);
     return out->total < TATTLE_UNWIND_WALK ? DWARF_CB_OK : DWARF_CB_ABORT;
 }
 
@@ -106,24 +111,41 @@ static void settle(struct tattle_pcs *out)
     out->elided = out->total - TATTLE_MAX_UNWIND;
 }
 
-/* A pc outside every module (a call through a NULL or wild function
- * pointer) has no CFI; the call that got there left its return address at
- * the stack pointer: the caller's frame, from where CFI works again. */
-static int wild_pc(Dwfl *dwfl, const struct tattle_unwind_thread *t, struct unwind_arg *ua,
-                   struct tattle_unwind_thread *caller, uint64_t *gregs)
+/* Memory for the steps without CFI: the thread's stack copy, else the
+ * live process. */
+static int read_mem(void *arg, uint64_t addr, void *buf, size_t n)
 {
-    Dwarf_Word ret;
-    if (dwfl_addrmodule(dwfl, t->gregs[REG_RIP]))
-        return 0;
+    struct unwind_arg *ua = arg;
+    const struct tattle_unwind_thread *c = ua->current;
+    struct iovec local = {buf, n}, remote = {(void *)(uintptr_t)addr, n};
+    if (c && addr >= c->stack_start && n <= c->stack_len && addr - c->stack_start <= c->stack_len - n) {
+        memcpy(buf, c->stack + (addr - c->stack_start), n);
+        return 1;
+    }
+    return process_vm_readv(ua->pid, &local, 1, &remote, 1, 0) == (ssize_t)n;
+}
+
+/* The innermost frames that have no CFI (code built without unwind
+ * tables, a wild pc) are stepped here, as gdb would; g gets the registers
+ * of the first frame that has CFI, or a pc of 0 when no step was found.
+ * Returns the number of frames stepped. */
+static int steps_without_cfi(Dwfl *dwfl, struct unwind_arg *ua, const struct tattle_unwind_thread *t, uint64_t *g,
+                             struct tattle_pcs *out)
+{
+    struct tattle_nocfi_mem mem = {read_mem, ua};
+    int activation = 1, steps = 0;
+    memcpy(g, t->gregs, TATTLE_NGREG * sizeof *g);
     ua->current = t;
-    if (!memory_read(dwfl, t->gregs[REG_RSP], &ret, ua) || !dwfl_addrmodule(dwfl, ret - 1))
-        return 0;
-    memcpy(gregs, t->gregs, TATTLE_NGREG * sizeof *gregs);
-    gregs[REG_RIP] = ret;
-    gregs[REG_RSP] += 8;
-    *caller = *t;
-    caller->gregs = gregs;
-    return 1;
+    while (steps < TATTLE_UNWIND_HEAD && !tattle__nocfi_has_cfi(dwfl, g[REG_RIP], activation)) {
+        record(out, g[REG_RIP], activation);
+        steps++;
+        if (!tattle__nocfi_step(dwfl, &mem, g, activation) || g[REG_RIP] == 0) {
+            g[REG_RIP] = 0;
+            break;
+        }
+        activation = 0;
+    }
+    return steps;
 }
 
 /* Without an unwinder, or when it found nothing: the pc alone. */
@@ -147,18 +169,21 @@ void tattle__unwind_threads(struct tattle_symbolizer *s, pid_t pid, const struct
         out[i].n = 0;
         out[i].total = out[i].elided = 0;
         out[i].complete = 0;
-        if (attached && wild_pc(dwfl, &t[i], &ua, &caller, gregs)) {
-            /* The wild pc itself, then the walk from its caller. */
-            out[i].pc[0] = t[i].gregs[REG_RIP];
-            out[i].activation[0] = 1;
-            out[i].total = 1;
-            ua.t = &caller;
-            ua.n = 1;
-            ua.current = &caller;
-            out[i].complete = dwfl_getthread_frames(dwfl, caller.tid, on_frame, &out[i]) == 0;
-            out[i].activation[1] = 0; /* a return address, though the walk began there */
-            ua.t = t;
-            ua.n = n;
+        if (attached && steps_without_cfi(dwfl, &ua, &t[i], gregs, &out[i]) > 0) {
+            /* From the first caller with CFI on, libdw walks. */
+            uint64_t first = out[i].total;
+            if (gregs[REG_RIP]) {
+                caller = t[i];
+                caller.gregs = gregs;
+                ua.t = &caller;
+                ua.n = 1;
+                ua.current = &caller;
+                out[i].complete = dwfl_getthread_frames(dwfl, caller.tid, on_frame, &out[i]) == 0;
+                if (first < TATTLE_UNWIND_HEAD && out[i].total > first)
+                    out[i].activation[first] = 0; /* a return address, though the walk began there */
+                ua.t = t;
+                ua.n = n;
+            }
         } else if (attached) {
             ua.current = &t[i];
             out[i].complete = dwfl_getthread_frames(dwfl, t[i].tid, on_frame, &out[i]) == 0;

@@ -110,7 +110,36 @@ def cxx_scoped_inlined(box):
     h.check(h.is_subsequence(theirs, ours), "gdb's frames appear in tattle's, in order", theirs, ours)
 
 
-TESTS = {f.__name__: f for f in [rust, fortran, cxx_scoped_inlined]}
+def without_cfi(box, frame_pointer):
+    exe = os.path.join(box.dir, "nocfi")
+    if not shutil.which("objcopy"):
+        raise h.Skip("objcopy (binutils) is not installed")
+    compile_or_skip(box, "gcc", ["gcc", "-g", "-O1", frame_pointer, "-fno-asynchronous-unwind-tables",
+                                 "-fno-unwind-tables", "-o", exe, os.path.join(LANGS, "nocfi.c")])
+    r = subprocess.run(["objcopy", "--remove-section", ".debug_frame", exe], capture_output=True, text=True)
+    h.check(r.returncode == 0, "objcopy removed .debug_frame", r.stderr)
+    agent, frames = crash_under_agent(box, exe)
+    gdb = h.gdb_backtrace([exe])
+    names = ["write_null", "level3", "level2", "level1", "main"]
+    h.check_equal([n for n, _, _ in gdb][:5], names, "gdb finds every caller (the oracle)")
+    compare_own_frames(frames, gdb, "nocfi.c", names)
+    ours = [h.normalize_function(f.get("function")) for f in frames]
+    h.check_equal(ours[:5], names, "tattle finds every caller, none skipped, none invented")
+    h.check("__libc_start_call_main" in ours, "and goes on through libc's CFI", ours)
+
+
+@h.with_sandbox
+def c_without_unwind_tables_with_frame_pointers(box):
+    without_cfi(box, "-fno-omit-frame-pointer")
+
+
+@h.with_sandbox
+def c_without_unwind_tables_or_frame_pointers(box):
+    without_cfi(box, "-fomit-frame-pointer")
+
+
+TESTS = {f.__name__: f for f in [rust, fortran, cxx_scoped_inlined, c_without_unwind_tables_with_frame_pointers,
+                                  c_without_unwind_tables_or_frame_pointers]}
 
 if __name__ == "__main__":
     h.main(TESTS)
