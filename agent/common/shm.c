@@ -12,7 +12,13 @@
 
 #include "assafe.h"
 
-struct tattle_shm *tattle__shm_create(int *fdp)
+void *tattle__shm_reserve(void)
+{
+    void *p = mmap(NULL, sizeof(struct tattle_shm), PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+struct tattle_shm *tattle__shm_create(int *fdp, void *at)
 {
     int fd = tattle__sys_memfd_create("tattle", 1u /* MFD_CLOEXEC */);
     void *p;
@@ -24,7 +30,8 @@ struct tattle_shm *tattle__shm_create(int *fdp)
         close(fd);
         return NULL;
     }
-    p = mmap(NULL, sizeof(struct tattle_shm), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    /* Over the reservation: replacing it needs no new address space. */
+    p = mmap(at, sizeof(struct tattle_shm), PROT_READ | PROT_WRITE, MAP_SHARED | (at ? MAP_FIXED : 0), fd, 0);
     if (p == MAP_FAILED) {
         close(fd);
         return NULL;

@@ -96,9 +96,15 @@ struct tattle_shm {
     struct tattle_crash crash;
 };
 
-/* Create the memfd and map it. Returns the mapping (and *fd) or NULL.
- * Signal-safe. */
-struct tattle_shm *tattle__shm_create(int *fd);
+/* Address space for the region, reserved (PROT_NONE, no memory committed)
+ * so that a process whose address space or heap is exhausted when it
+ * crashes still gets its region: mapping over a reservation needs no new
+ * address space. NULL when even that failed. Signal-safe. */
+void *tattle__shm_reserve(void);
+
+/* Create the memfd and map it, over the reservation at (or anywhere when
+ * at is NULL). Returns the mapping (and *fd) or NULL. Signal-safe. */
+struct tattle_shm *tattle__shm_create(int *fd, void *at);
 
 /* Fill in the header's description of the calling process. Signal-safe. */
 void tattle__shm_describe_host(struct tattle_shm *shm);

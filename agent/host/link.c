@@ -29,6 +29,7 @@ enum { LINK_NONE = 0, LINK_CREATING, LINK_READY, LINK_FAILED };
 
 static _Atomic int link_state;
 static struct tattle_shm *link_shm;
+static void *link_reserved; /* address space set aside at load for the region */
 static int link_shm_fd = -1;
 static ino_t link_shm_ino;
 static int link_sock = -1;
@@ -48,6 +49,7 @@ TATTLE_LOAD_PATH void tattle__link_init(const char *flusher_path, char *const *e
 {
     link_flusher_path = flusher_path;
     link_envp = envp;
+    link_reserved = tattle__shm_reserve();
 }
 
 /* The host may have closed or reused our descriptors (daemons close all
@@ -193,11 +195,15 @@ static struct tattle_shm *create(void *stacks)
 {
     struct stat st;
     int fd;
-    struct tattle_shm *shm = tattle__shm_create(&fd);
+    struct tattle_shm *shm = tattle__shm_create(&fd, link_reserved);
     if (!shm) {
+        /* A failed MAP_FIXED may have dropped the reservation: never map
+         * there again (something else may live there by then). */
+        link_reserved = NULL;
         tell_start_failure("cannot create the shared memory for the flusher", errno);
         return NULL;
     }
+    link_reserved = NULL; /* it is the region now */
     tattle__shm_describe_host(shm);
     link_shm = shm;
     link_shm_fd = fd;
@@ -313,7 +319,7 @@ static struct tattle_shm *relocate_region(struct tattle_shm *old)
 {
     struct stat st;
     int fd;
-    struct tattle_shm *shm = tattle__shm_create(&fd);
+    struct tattle_shm *shm = tattle__shm_create(&fd, NULL);
     if (!shm)
         return NULL;
     tattle__shm_describe_host(shm);
@@ -472,7 +478,11 @@ void tattle__link_wait_exit(int timeout_ms)
 
 void tattle__link_forget(void)
 {
-    if (link_shm)
+    /* The parent's region becomes this process's reservation. */
+    if (link_shm && mmap(link_shm, sizeof *link_shm, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED,
+                         -1, 0) != MAP_FAILED)
+        link_reserved = link_shm;
+    else if (link_shm)
         munmap(link_shm, sizeof *link_shm);
     if (link_shm_fd >= 0)
         close(link_shm_fd);

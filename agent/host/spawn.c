@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -29,12 +30,28 @@ static void place_fd(int src, int fd)
         syscall(SYS_close, fd);
 }
 
+/* A host that lowered its soft limits on address space and heap (ulimit
+ * -Sv) must not starve the flusher that reports its crash: up to the hard
+ * limit, which the flusher may take. */
+static void lift_soft_limits(void)
+{
+    static const int res[] = {RLIMIT_AS, RLIMIT_DATA};
+    for (unsigned i = 0; i < sizeof res / sizeof res[0]; i++) {
+        struct rlimit r;
+        if (syscall(SYS_prlimit64, 0, res[i], NULL, &r) == 0 && r.rlim_cur != r.rlim_max) {
+            r.rlim_cur = r.rlim_max;
+            syscall(SYS_prlimit64, 0, res[i], &r, NULL);
+        }
+    }
+}
+
 /* In the flusher-to-be: arrange descriptors, leave the session, exec. */
 static int flusher_child(void *arg)
 {
     struct tattle_spawn *sp = arg;
     int nullfd;
     syscall(SYS_setsid);
+    lift_soft_limits();
     /* The sources were moved above the floor in the host, so these dup2s
      * cannot clobber each other. dup2 clears FD_CLOEXEC on the copies. */
     place_fd(sp->shm_fd, TATTLE_FLUSHER_FD_SHM);

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -224,7 +225,32 @@ NOINLINE static void call_back(void)
 }
 NOINLINE static void crash_null_fnptr(void) { call_back(); sink++; }
 
+/* "oom": lower the soft limit on address space to what the process uses
+ * (as `ulimit -Sv` would), exhaust the heap, then crash. */
+static void crash_oom(void)
+{
+    char status[4096];
+    FILE *f = fopen("/proc/self/status", "r");
+    size_t n = f ? fread(status, 1, sizeof status - 1, f) : 0;
+    char *vm;
+    struct rlimit r;
+    unsigned long kib = 0;
+    if (f)
+        fclose(f);
+    status[n] = 0;
+    vm = strstr(status, "VmSize:");
+    if (vm)
+        kib = strtoul(vm + 7, NULL, 10);
+    getrlimit(RLIMIT_AS, &r);
+    r.rlim_cur = (kib + 2048) * 1024;
+    setrlimit(RLIMIT_AS, &r);
+    while (malloc(64 * 1024) != NULL)
+        ;
+    level1(NULL);
+}
+
 static const struct verb verbs[] = {
+    {"oom", crash_oom},
     {"null-fnptr", crash_null_fnptr},
     {"all-threads", crash_all_threads},
     {"null", crash_null},

@@ -264,8 +264,30 @@ def deep_stack_keeps_both_ends():
         box.cleanup()
 
 
+def exhausted_memory():
+    """The address space (soft limit, as ulimit -Sv sets it) and the heap
+    are exhausted when the program crashes: the report is still complete,
+    because the region's address space was set aside at load, and the
+    flusher it starts is not held to the host's soft limit."""
+    box = h.Sandbox("oom")
+    try:
+        argv = [CRASHER, "oom"]
+        plain = h.run(argv, env=box.base_env(), cwd=box.dir)
+        agent = h.run(argv, env=box.agent_env(), cwd=box.dir)
+        check_same_death(plain, agent)
+        h.check("could not record" not in agent.stderr and "cannot create" not in agent.stderr,
+                "no complaint about memory", agent.stderr[-2000:])
+        ev = h.exceptions(box.events())
+        h.check_equal(len(ev), 1, "the crash event was written", agent.stderr[-2000:])
+        h.check_equal(event_names(ev[0])[:2], ["write_null", "level3"], "with its stack")
+        h.check("written to" in agent.stderr, "the report is complete", agent.stderr[-2000:])
+    finally:
+        box.cleanup()
+
+
 ADDR = r"0x[0-9a-f]+"
 TESTS = {
+    "oom": exhausted_memory,
     "null-fnptr": null_fnptr,
     "deep-stack": deep_stack_keeps_both_ends,
     "all-threads": all_threads,
