@@ -51,6 +51,10 @@ def main():
                    [sys.executable, os.path.join(HERE, "bench_delivery.py")], env=dict(base, TATTLE_BUILD_DIR=BUILD))
     memory = run("memory (bench/bench_memory.py)", [sys.executable, os.path.join(HERE, "bench_memory.py")],
                  env=dict(base, TATTLE_BUILD_DIR=BUILD))
+    fleet = run("a fleet (bench/bench_fleet.py 200)", [sys.executable, os.path.join(HERE, "bench_fleet.py"), "200"],
+                env=dict(base, TATTLE_BUILD_DIR=BUILD))
+    threads = run("every thread at a crash (bench/bench_threads.py)",
+                  [sys.executable, os.path.join(HERE, "bench_threads.py")], env=dict(base, TATTLE_BUILD_DIR=BUILD))
 
     true_part = startup.split("hello")[0]
     hello_part = startup.split("hello")[-1]
@@ -78,6 +82,13 @@ def main():
          grab(r"after 1000 captures:.*?([+-]\d+ KiB) with the agent", memory), "<= 2 MiB"),
         ("flusher RSS after 1000 events", grab(r"after 1000 captures:.*flusher (\d+ KiB)", memory), ""),
         ("flusher RSS peak after a crash", grab(r"peak (\d+ KiB)", memory), ""),
+        ("startup, /bin/true, batch waiting, server down", grab(r"^  agent\s+\d+ us per run\s+(\S+)%", fleet) + "%",
+         "<= 5%"),
+        ("200 processes capturing: tattle processes", grab(r"tattle processes at peak\s+(\d+)", fleet), "<= 2"),
+        ("200 processes capturing: their RSS", grab(r"resident memory at peak\s+([\d.]+ MiB)", fleet), "<= 40 MB"),
+        ("200 crashes at once: all reaped after", grab(r"all reaped after\s+([\d.]+ s)", fleet), "<= 2 s"),
+        ("10-thread crash to report, every thread", grab(r"all 10 threads.*crash to report: ([\d.]+ ms)", threads),
+         "< 100 ms"),
     ]
     print("\n== summary on %s" % machine())
     width = max(len(r[0]) for r in rows)

@@ -170,6 +170,7 @@ static int greeting(struct flusher *f, struct client *c)
     struct msghdr msg = {0};
     struct cmsghdr *cm;
     int fds[4] = {-1, -1, -1, -1}, nfds = 0, i;
+    struct tattle_shm *shm = NULL;
     char answer = 'n';
     ssize_t n;
     msg.msg_iov = &iov;
@@ -183,20 +184,23 @@ static int greeting(struct flusher *f, struct client *c)
                 memcpy(&fds[nfds++], CMSG_DATA(cm) + (size_t)i * sizeof(int), sizeof(int));
     if (n == (ssize_t)sizeof hello && !(msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) && nfds >= 1 &&
         hello.magic == TATTLE_SHM_MAGIC && hello.version == TATTLE_SHM_VERSION &&
-        (c->shm = tattle__shm_attach(fds[0])) != NULL && c->shm->host_pid == c->pid) {
+        (shm = tattle__shm_attach(fds[0])) != NULL && shm->host_pid == c->pid) {
         c->memfd = fds[0];
         fds[0] = -1;
         if (nfds >= 2 && pidfd_of(fds[1], c->pid)) {
             c->host_fd = fds[1];
             fds[1] = -1;
         }
+        /* The delivery thread walks the hosts' regions under the lock. */
+        pthread_mutex_lock(&f->clients_mu);
+        c->shm = shm;
+        pthread_mutex_unlock(&f->clients_mu);
         attached(f, c);
         answer = TATTLE_HELLO_ACK;
-    } else if (c->shm) {
+    } else if (shm) {
         /* A region that names another pid: a host in another pid
          * namespace (it starts its own flusher) or a lie. */
-        munmap(c->shm, sizeof *c->shm);
-        c->shm = NULL;
+        munmap(shm, sizeof *shm);
     }
     for (i = 0; i < nfds; i++)
         if (fds[i] >= 0)

@@ -206,10 +206,12 @@ static void crash_all_threads(void)
 {
     pthread_t t;
     long i;
+    /* CRASHER_EXTRA_THREADS more sleepers (the benchmark's 10-thread process). */
+    long extra = getenv("CRASHER_EXTRA_THREADS") ? atol(getenv("CRASHER_EXTRA_THREADS")) : 0;
     pthread_mutex_lock(&held);
-    pthread_barrier_init(&parked, NULL, 5);
-    for (i = 0; i < 4; i++)
-        pthread_create(&t, NULL, parked_thread, (void *)i);
+    pthread_barrier_init(&parked, NULL, (unsigned)(5 + extra));
+    for (i = 0; i < 4 + extra; i++)
+        pthread_create(&t, NULL, parked_thread, (void *)(i < 4 ? i : 2));
     pthread_barrier_wait(&parked);
     usleep(50000); /* each is where it parks */
     level1(NULL);
