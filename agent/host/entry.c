@@ -106,6 +106,34 @@ TATTLE_LOAD_PATH static int find_flusher(const char *entry, size_t len)
     return find_flusher_by_realpath(info.dli_fname);
 }
 
+/* A missing flusher is said once per user and installation until reboot,
+ * not by every process: the first process to create the marker
+ * /dev/shm/.tattle-no-flusher-<euid>-<hash of the agent's path> says it
+ * (O_EXCL, O_NOFOLLOW: a name someone else planted only silences the
+ * line). Without /dev/shm every process says it. */
+static __attribute__((noinline)) void say_flusher_missing(const char *self, size_t len)
+{
+    char path[96], num[24];
+    uint64_t h = 1469598103934665603ull;
+    size_t i, n;
+    int fd;
+    for (i = 0; self && i < len; i++)
+        h = (h ^ (unsigned char)self[i]) * 1099511628211ull;
+    n = tattle__strlcpy(path, "/dev/shm/.tattle-no-flusher-", sizeof path);
+    tattle__fmt_u64(num, (uint64_t)geteuid());
+    n += tattle__strlcpy(path + n, num, sizeof path - n);
+    n += tattle__strlcpy(path + n, "-", sizeof path - n);
+    tattle__fmt_u64(num, h);
+    tattle__strlcpy(path + n, num, sizeof path - n);
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0 && errno == EEXIST)
+        return;
+    if (fd >= 0)
+        close(fd);
+    tattle__write_str(2, "tattle: tattle-flusher not found beside libtattle.so; crashes will not be reported"
+                         " (said once, until reboot)\n");
+}
+
 void tattle__api_enable(void);
 void tattle__api_after_fork(void);
 
@@ -243,7 +271,7 @@ __attribute__((constructor)) static void tattle_load(void)
         return;
     if (find_flusher(self, self_len) != 0) {
         flusher_path[0] = 0;
-        tattle__write_str(2, "tattle: tattle-flusher not found beside libtattle.so; crashes will not be reported\n");
+        say_flusher_missing(self, self_len);
     }
     tattle__link_init(flusher_path[0] ? flusher_path : NULL, tattle__flusher_env_build(secure, secure ? state_dir : NULL));
     tattle__hooks_init();
