@@ -4,6 +4,7 @@
  * Signal context: NO.
  */
 #include "config.h"
+#include "dsn.h"
 #include "assafe.h"
 #include "settings.h"
 
@@ -233,9 +234,40 @@ TATTLE_LOAD_PATH static void per_destination(struct tattle_config *cfg)
         snprintf(cfg->spool_dir + n, sizeof cfg->spool_dir - n, "/posthog-%016llx", (unsigned long long)h);
 }
 
+/* SENTRY_DSN: checked (never echoed); its queue beside PostHog's, named by
+ * a hash of the envelope URL and the key. */
+static __attribute__((noinline)) void load_sentry(struct tattle_config *cfg, int warn)
+{
+    const char *v = tattle__setting("SENTRY_DSN"), *why = NULL, *p;
+    struct tattle_dsn dsn;
+    uint64_t h = 1469598103934665603ull;
+    size_t n;
+    if (!v || !*v)
+        return;
+    if (tattle__dsn_parse(v, &dsn, &why) != 0) {
+        if (warn)
+            fprintf(stderr, "tattle: ignoring SENTRY_DSN: %s; events are not sent to Sentry\n", why);
+        return;
+    }
+    snprintf(cfg->sentry_url, sizeof cfg->sentry_url, "%s", dsn.url);
+    if (warn && !strncmp(dsn.url, "http://", 7) && !tattle__config_url_is_loopback(dsn.url))
+        fprintf(stderr, "tattle: SENTRY_DSN is plain http: its key and events travel unencrypted\n");
+    for (p = dsn.url; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    h = (h ^ '\n') * 1099511628211ull;
+    for (p = dsn.key; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    n = strlen(cfg->spool_dir);
+    if (n && n + 26 < sizeof cfg->sentry_spool_dir)
+        snprintf(cfg->sentry_spool_dir, sizeof cfg->sentry_spool_dir, "%s/sentry-%016llx", cfg->spool_dir,
+                 (unsigned long long)h);
+    cfg->sentry_enabled = 1;
+}
+
 TATTLE_LOAD_PATH static void load_spool(struct tattle_config *cfg, int warn, int with_default)
 {
     load_spool_base(cfg, warn, with_default);
+    load_sentry(cfg, warn); /* before PostHog's queue name is appended to the base */
     if (cfg->http_enabled)
         per_destination(cfg);
 }
@@ -245,7 +277,8 @@ TATTLE_LOAD_PATH static void load_spool(struct tattle_config *cfg, int warn, int
  * pays for. */
 static void reset(struct tattle_config *cfg)
 {
-    cfg->disabled = cfg->file_explicit = cfg->http_enabled = 0;
+    cfg->disabled = cfg->file_explicit = cfg->http_enabled = cfg->sentry_enabled = 0;
+    cfg->sentry_url[0] = cfg->sentry_spool_dir[0] = 0;
     cfg->file_path[0] = cfg->distinct_id[0] = cfg->posthog_host[0] = cfg->spool_dir[0] = 0;
     cfg->posthog_host_shown[0] = 0;
 }
@@ -277,6 +310,6 @@ TATTLE_LOAD_PATH void tattle__config_load(struct tattle_config *cfg, enum tattle
     load_http(cfg, warn);
     load_spool(cfg, warn, reader == TATTLE_CONFIG_FLUSHER || cfg->http_enabled);
     /* With a server configured, the local file is opt-in (TATTLE_FILE). */
-    if (cfg->http_enabled && !cfg->file_explicit)
+    if ((cfg->http_enabled || cfg->sentry_enabled) && !cfg->file_explicit)
         cfg->file_path[0] = 0;
 }

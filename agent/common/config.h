@@ -35,12 +35,15 @@ struct tattle_config {
     int parsed;                /* an earlier parse is in here */
     int report_kills;          /* TATTLE_REPORT_KILLS, default 1: fatal signals sent by others */
     int all_threads;           /* TATTLE_ALL_THREADS, default 1: every thread's stack at a crash */
+    int sentry_enabled;        /* SENTRY_DSN is set and valid */
     int test_die_mid_record;   /* TATTLE_TEST_FAULT=die-mid-record (tests only) */
     char distinct_id[TATTLE_DISTINCT_ID_MAX + 1]; /* TATTLE_DISTINCT_ID, may be "" */
     char posthog_host[512];    /* POSTHOG_HOST, default https://us.i.posthog.com, no trailing '/' */
     char posthog_host_shown[512]; /* the same without user:password@: what is printed */
     char file_path[PATH_MAX];  /* TATTLE_FILE, else (flusher) the default path; may be "" */
     char spool_dir[PATH_MAX];  /* TATTLE_SPOOL_DIR, else <state dir>/spool (may be "") */
+    char sentry_url[1024];     /* the envelope URL of SENTRY_DSN (no key in it) */
+    char sentry_spool_dir[PATH_MAX]; /* <spool>/sentry-<hash of the DSN> */
 };
 
 #define TATTLE_API_KEY_MAX 256

@@ -76,7 +76,7 @@ TATTLE_LOAD_PATH static void from_environment(void)
     int i;
     for (e = environ; e && *e; e++) {
         const char *v = *e;
-        if ((**e == 'T' || **e == 'P') && (i = lookup(*e, tattle__setting_names, 64)) >= 0)
+        if ((**e == 'T' || **e == 'P' || **e == 'S') && (i = lookup(*e, tattle__setting_names, 64)) >= 0)
             seen |= 1ull << i;
         else if (lookup(*e, passed, sizeof passed / sizeof passed[0]) < 0)
             continue;

@@ -5,91 +5,32 @@
  */
 #include "transport_posthog.h"
 
-#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
-#include <zlib.h>
 
 #include "config.h"
-
-/* Level 1: half the CPU of the default level for 25 rather than 20 bytes
- * per typical event on the wire (bench/bench_delivery.py). */
-#define GZIP_LEVEL 1
+#include "http.h"
 
 struct tattle_posthog {
-    CURL *curl;
-    struct curl_slist *headers;
-    char url[600];
+    struct tattle_http *http;
     char api_key[TATTLE_API_KEY_MAX + 1];
-    char *body; /* request JSON, reused */
-    size_t body_cap;
-    unsigned char *gz; /* compressed body, reused */
-    size_t gz_cap;
-    long retry_after_ms;
-    size_t body_seen; /* response body bytes of the current request */
 };
-
-/* The response body is not needed; a server that sends an endless one is
- * cut off after 64 KiB (the status decides, see tattle__posthog_send). */
-#define BODY_MAX (64u * 1024u)
-static size_t discard_body(char *p, size_t size, size_t n, void *arg)
-{
-    struct tattle_posthog *ph = arg;
-    (void)p;
-    ph->body_seen += size * n;
-    return ph->body_seen > BODY_MAX ? 0 : size * n;
-}
-
-/* Retry-After in seconds (the HTTP-date form is treated as absent). */
-static size_t read_header(char *p, size_t size, size_t n, void *arg)
-{
-    struct tattle_posthog *ph = arg;
-    size_t len = size * n;
-    static const char name[] = "retry-after:";
-    if (len > sizeof name && !strncasecmp(p, name, sizeof name - 1)) {
-        char buf[32];
-        size_t k = len - (sizeof name - 1) < sizeof buf - 1 ? len - (sizeof name - 1) : sizeof buf - 1;
-        char *end;
-        long secs;
-        memcpy(buf, p + sizeof name - 1, k);
-        buf[k] = 0;
-        secs = strtol(buf, &end, 10);
-        if (end != buf && secs >= 0)
-            ph->retry_after_ms = secs > 3600 ? 3600000 : secs * 1000;
-    }
-    return len;
-}
 
 struct tattle_posthog *tattle__posthog_open(const char *host, const char *api_key)
 {
+    static const char *const headers[] = {"Content-Type: application/json", NULL};
     struct tattle_posthog *p = calloc(1, sizeof *p);
+    char url[600];
     if (!p)
         return NULL;
-    snprintf(p->url, sizeof p->url, "%s/batch/", host);
+    snprintf(url, sizeof url, "%s/batch/", host);
     snprintf(p->api_key, sizeof p->api_key, "%s", api_key);
-    p->curl = curl_easy_init();
-    if (!p->curl) {
+    if (!(p->http = tattle__http_open(url, headers))) {
         free(p);
         return NULL;
     }
-    p->headers = curl_slist_append(p->headers, "Content-Type: application/json");
-    p->headers = curl_slist_append(p->headers, "Content-Encoding: gzip");
-    p->headers = curl_slist_append(p->headers, "Expect:");
-    curl_easy_setopt(p->curl, CURLOPT_URL, p->url);
-    curl_easy_setopt(p->curl, CURLOPT_HTTPHEADER, p->headers);
-    curl_easy_setopt(p->curl, CURLOPT_USERAGENT, "tattle/" TATTLE_VERSION);
-    curl_easy_setopt(p->curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(p->curl, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
-    curl_easy_setopt(p->curl, CURLOPT_WRITEFUNCTION, discard_body);
-    curl_easy_setopt(p->curl, CURLOPT_WRITEDATA, p);
-    curl_easy_setopt(p->curl, CURLOPT_HEADERFUNCTION, read_header);
-    curl_easy_setopt(p->curl, CURLOPT_HEADERDATA, p);
-    /* Redirects would resend the key to wherever they point. */
-    curl_easy_setopt(p->curl, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(p->curl, CURLOPT_PROTOCOLS_STR, "http,https");
     return p;
 }
 
@@ -97,49 +38,20 @@ void tattle__posthog_close(struct tattle_posthog *p)
 {
     if (!p)
         return;
-    curl_slist_free_all(p->headers);
-    curl_easy_cleanup(p->curl);
-    free(p->body);
-    free(p->gz);
+    tattle__http_close(p->http);
     free(p);
 }
 
-static int reserve(char **buf, size_t *cap, size_t need)
-{
-    char *b;
-    if (need <= *cap)
-        return 0;
-    b = realloc(*buf, need);
-    if (!b)
-        return -1;
-    *buf = b;
-    *cap = need;
-    return 0;
-}
-
-static void now_iso(char out[32])
-{
-    struct timespec ts;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    snprintf(out, 32, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", (tm.tm_year + 1900) % 10000, (tm.tm_mon + 1) % 100,
-             tm.tm_mday % 100, tm.tm_hour % 100, tm.tm_min % 100, tm.tm_sec % 100, ts.tv_nsec / 1000000L % 1000);
-}
-
-/* {"api_key":K,"historical_migration":false,"sent_at":T,"batch":[l1,l2,...]}
- * The lines are JSON objects already; the key was checked to need no
- * escaping (config.c). */
 static size_t build_body(struct tattle_posthog *p, const char *lines, size_t len)
 {
-    char sent_at[32], *o;
+    char sent_at[32], *o, *body;
     const char *line = lines, *end = lines + len;
     size_t need = len + strlen(p->api_key) + 160;
-    if (reserve(&p->body, &p->body_cap, need) != 0)
+    if (!(body = tattle__http_body(p->http, need)))
         return 0;
-    now_iso(sent_at);
-    o = p->body + sprintf(p->body, "{\"api_key\":\"%s\",\"historical_migration\":false,\"sent_at\":\"%s\",\"batch\":[",
-                          p->api_key, sent_at);
+    tattle__http_now_iso(sent_at);
+    o = body + sprintf(body, "{\"api_key\":\"%s\",\"historical_migration\":false,\"sent_at\":\"%s\",\"batch\":[",
+                       p->api_key, sent_at);
     while (line < end) {
         const char *nl = memchr(line, '\n', (size_t)(end - line));
         size_t n = nl ? (size_t)(nl - line) : (size_t)(end - line);
@@ -153,84 +65,14 @@ static size_t build_body(struct tattle_posthog *p, const char *lines, size_t len
     }
     *o++ = ']';
     *o++ = '}';
-    return (size_t)(o - p->body);
-}
-
-static size_t gzip_body(struct tattle_posthog *p, size_t len)
-{
-    z_stream z = {0};
-    size_t bound;
-    if (deflateInit2(&z, GZIP_LEVEL, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
-        return 0;
-    bound = deflateBound(&z, (uLong)len) + 32;
-    if (reserve((char **)&p->gz, &p->gz_cap, bound) != 0) {
-        deflateEnd(&z);
-        return 0;
-    }
-    z.next_in = (Bytef *)p->body;
-    z.avail_in = (uInt)len;
-    z.next_out = p->gz;
-    z.avail_out = (uInt)bound;
-    if (deflate(&z, Z_FINISH) != Z_STREAM_END) {
-        deflateEnd(&z);
-        return 0;
-    }
-    bound = z.total_out;
-    deflateEnd(&z);
-    return bound;
-}
-
-static enum tattle_send_outcome classify(long status)
-{
-    if (status >= 200 && status < 300)
-        return TATTLE_SENT;
-    if (status == 408 || status == 429 || status >= 500 || status < 100)
-        return TATTLE_SEND_RETRY;
-    if (status == 401 || status == 403)
-        return TATTLE_SEND_AUTH;
-    if (status >= 300 && status < 400)
-        return TATTLE_SEND_REDIRECT;
-    if (status == 413)
-        return TATTLE_SEND_TOO_LARGE;
-    return TATTLE_SEND_REJECTED;
+    return (size_t)(o - body);
 }
 
 void tattle__posthog_send(struct tattle_posthog *p, const char *lines, size_t len, unsigned count,
                           long timeout_ms, struct tattle_send_result *res)
 {
-    size_t body_len, gz_len;
-    CURLcode rc;
-    memset(res, 0, sizeof *res);
-    res->retry_after_ms = -1;
     (void)count;
-    body_len = build_body(p, lines, len);
-    gz_len = body_len ? gzip_body(p, body_len) : 0;
-    if (!gz_len) {
-        res->outcome = TATTLE_SEND_RETRY;
-        snprintf(res->error, sizeof res->error, "out of memory building the request");
-        return;
-    }
-    res->body_bytes = body_len;
-    res->wire_bytes = gz_len;
-    p->retry_after_ms = -1;
-    curl_easy_setopt(p->curl, CURLOPT_POSTFIELDS, (char *)p->gz);
-    curl_easy_setopt(p->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)gz_len);
-    curl_easy_setopt(p->curl, CURLOPT_TIMEOUT_MS, timeout_ms > 0 ? timeout_ms : 1L);
-    p->body_seen = 0;
-    rc = curl_easy_perform(p->curl);
-    curl_easy_getinfo(p->curl, CURLINFO_RESPONSE_CODE, &res->status);
-    /* A 2xx status means the server took the batch, whatever happened to
-     * the response body afterwards (cut off, timed out): sending it again
-     * would duplicate its events. */
-    if (rc != CURLE_OK && !(res->status >= 200 && res->status < 300)) {
-        res->outcome = TATTLE_SEND_RETRY;
-        snprintf(res->error, sizeof res->error, "%s", curl_easy_strerror(rc));
-        return;
-    }
-    res->outcome = classify(res->status);
-    res->retry_after_ms = p->retry_after_ms;
-    if (res->outcome != TATTLE_SENT)
-        snprintf(res->error, sizeof res->error, "HTTP %ld", res->status);
+    tattle__http_post(p->http, build_body(p, lines, len), timeout_ms, res);
 }
 
 static int nonempty_string(const cJSON *o, const char *key)

@@ -13,26 +13,10 @@
 #include <cjson/cJSON.h>
 #include <stddef.h>
 
+#include "http.h"
+
 /* PostHog's per-event limit is about 1 MB; stay clear of it. */
 #define TATTLE_EVENT_MAX_BYTES (900u * 1024u)
-
-enum tattle_send_outcome {
-    TATTLE_SENT = 0,      /* 2xx */
-    TATTLE_SEND_RETRY,    /* network error, 408, 429, 5xx: try again later */
-    TATTLE_SEND_AUTH,     /* 401, 403: the key is wrong; never retried */
-    TATTLE_SEND_REJECTED, /* 400 and other 4xx: this batch is refused for good */
-    TATTLE_SEND_TOO_LARGE, /* 413: split the batch */
-    TATTLE_SEND_REDIRECT   /* 3xx: not followed (it would carry the key elsewhere); the host is wrong */
-};
-
-struct tattle_send_result {
-    enum tattle_send_outcome outcome;
-    long status;            /* HTTP status, 0 on a network error */
-    long retry_after_ms;    /* from Retry-After, or -1 */
-    size_t body_bytes;      /* uncompressed JSON */
-    size_t wire_bytes;      /* what went on the wire */
-    char error[160];        /* a short description when not sent */
-};
 
 struct tattle_posthog;
 
