@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "delivery.h"
+#include "transport_posthog.h"
 #include "settings.h"
 #include "spool.h"
 #include "statedir.h"
@@ -118,7 +119,8 @@ int tattle__admin_flush(void)
         return 2;
     }
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    d = tattle__delivery_start(&cfg, &s, key, &hooks);
+    d = tattle__delivery_start(&cfg, &s, &tattle__posthog_transport, tattle__posthog_open(cfg.posthog_host, key),
+                               &hooks);
     if (d)
         tattle__delivery_finish(d, cfg.linger_ms, &totals);
     curl_global_cleanup();

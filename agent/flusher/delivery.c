@@ -10,7 +10,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "transport_posthog.h"
 
 #define BACKOFF_FIRST_MS 250
 #define BACKOFF_MAX_MS 30000
@@ -24,7 +23,8 @@ enum pass_result { PASS_EMPTY, PASS_BACKOFF, PASS_STOPPED };
 struct tattle_delivery {
     const struct tattle_config *cfg;
     struct tattle_spool *spool;
-    struct tattle_posthog *ph;
+    const struct tattle_transport *tr;
+    void *handle;
     struct tattle_delivery_hooks hooks;
     struct tattle_delivery_stats stats;
     pthread_t thread;
@@ -48,10 +48,11 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* fmt's first %s is the destination's name. */
 static void notice(struct tattle_delivery *d, const char *fmt, const char *a, const char *b)
 {
     char msg[400];
-    snprintf(msg, sizeof msg, fmt, a, b);
+    snprintf(msg, sizeof msg, fmt, d->tr->name, a, b);
     tattle__spool_save_status(d->spool, msg); /* for tattle status */
     if (d->hooks.notice)
         d->hooks.notice(d->hooks.arg, msg);
@@ -118,14 +119,14 @@ static enum tattle_send_outcome send_batch(struct tattle_delivery *d, struct tat
                                            struct tattle_send_result *res)
 {
     size_t off = 0;
-    unsigned left = b->count, chunk = b->count;
+    unsigned left = b->count, chunk = d->tr->max_events && d->tr->max_events < b->count ? d->tr->max_events : b->count;
     while (left > 0) {
         size_t n = lines_len(b->body + off, b->len - off, chunk);
-        tattle__posthog_send(d->ph, b->body + off, n, chunk, request_timeout(d), res);
+        d->tr->send(d->handle, b->body + off, n, chunk, request_timeout(d), res);
         account(d, res, chunk);
         if (res->outcome == TATTLE_SENT || (res->outcome == TATTLE_SEND_TOO_LARGE && chunk == 1)) {
             if (res->outcome != TATTLE_SENT)
-                notice(d, "PostHog refused an event as too large (HTTP 413)%s%s; it was dropped", "", "");
+                notice(d, "%s refused an event as too large (HTTP 413)%s%s; it was dropped", "", "");
             off += n;
             left -= chunk;
             chunk = chunk < left ? chunk : left;
@@ -158,7 +159,7 @@ static enum pass_result send_pass(struct tattle_delivery *d)
         struct tattle_send_result res;
         int claimed = tattle__spool_claim(d->spool, d->names[i], &b);
         if (claimed < 0)
-            notice(d, "a damaged batch in %.150s was set aside (%.60s)", d->spool->dir, d->names[i]);
+            notice(d, "%s: a damaged batch in %.150s was set aside (%.60s)", d->spool->dir, d->names[i]);
         if (claimed <= 0)
             continue;
         switch (send_batch(d, &b, &res)) {
@@ -168,16 +169,16 @@ static enum pass_result send_pass(struct tattle_delivery *d)
             break;
         case TATTLE_SEND_AUTH:
             d->auth_failed = 1;
-            notice(d, "PostHog refused the API key (%.60s); events are kept in %.150s until it is fixed", res.error,
+            notice(d, "%s refused the API key (%.60s); events are kept in %.150s until it is fixed", res.error,
                    d->spool->dir);
             return PASS_STOPPED;
         case TATTLE_SEND_REDIRECT:
             d->auth_failed = 1;
-            notice(d, "PostHog answered with a redirect (%.60s), which is not followed; events are kept in %.150s"
-                      " until POSTHOG_HOST names the server itself", res.error, d->spool->dir);
+            notice(d, "%s answered with a redirect (%.60s), which is not followed; events are kept in %.150s"
+                      " until the configuration names the server itself", res.error, d->spool->dir);
             return PASS_STOPPED;
         case TATTLE_SEND_REJECTED:
-            notice(d, "PostHog refused a batch (%.60s); it is kept in %.150s, not resent", res.error, d->spool->dir);
+            notice(d, "%s refused a batch (%.60s); it is kept in %.150s, not resent", res.error, d->spool->dir);
             break;
         default:
             d->attempts++;
@@ -255,19 +256,25 @@ static void *delivery_main(void *arg)
 }
 
 struct tattle_delivery *tattle__delivery_start(const struct tattle_config *cfg, struct tattle_spool *spool,
-                                               const char *api_key, const struct tattle_delivery_hooks *hooks)
+                                               const struct tattle_transport *tr, void *handle,
+                                               const struct tattle_delivery_hooks *hooks)
 {
     struct tattle_delivery *d = calloc(1, sizeof *d);
     pthread_condattr_t ca;
-    if (!d)
+    if (!d || !handle) {
+        if (handle)
+            tr->close(handle);
+        free(d);
         return NULL;
+    }
+    d->tr = tr;
+    d->handle = handle;
     d->cfg = cfg;
     d->spool = spool;
     atomic_store(&d->kicks, 1); /* not idle before the first pass */
     d->hooks = *hooks;
     d->names = malloc(LIST_MAX * sizeof *d->names);
-    d->ph = tattle__posthog_open(cfg->posthog_host, api_key);
-    if (!d->names || !d->ph)
+    if (!d->names)
         goto fail;
     pthread_mutex_init(&d->mu, NULL);
     pthread_condattr_init(&ca);
@@ -278,7 +285,7 @@ struct tattle_delivery *tattle__delivery_start(const struct tattle_config *cfg, 
         goto fail;
     return d;
 fail:
-    tattle__posthog_close(d->ph);
+    tr->close(handle);
     free(d->names);
     free(d);
     return NULL;
@@ -316,7 +323,7 @@ void tattle__delivery_finish(struct tattle_delivery *d, int linger_ms, struct ta
         totals->requests = atomic_load(&d->stats.requests);
         totals->events_sent = atomic_load(&d->stats.events_sent);
     }
-    tattle__posthog_close(d->ph);
+    d->tr->close(d->handle);
     pthread_mutex_destroy(&d->mu);
     pthread_cond_destroy(&d->cv);
     free(d->names);

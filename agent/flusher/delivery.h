@@ -1,4 +1,5 @@
-/* delivery.h - the flusher's delivery thread: spool to PostHog.
+/* delivery.h - the flusher's delivery thread: a spool queue to its
+ * destination (PostHog, Sentry), one thread each.
  *
  * Owns: sending every batch in the spool, oldest first, through the PostHog
  * transport; backoff (capped exponential, honouring Retry-After) after
@@ -16,7 +17,18 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "http.h"
 #include "spool.h"
+
+/* A destination: how a batch (JSON lines, one event each) goes there. */
+struct tattle_transport {
+    const char *name;    /* "PostHog", "Sentry": in notices */
+    const char *setting; /* what names the server, for a redirect's notice */
+    unsigned max_events; /* events per request, 0: any */
+    void (*send)(void *handle, const char *lines, size_t len, unsigned count, long timeout_ms,
+                 struct tattle_send_result *res);
+    void (*close)(void *handle);
+};
 
 /* What the delivery thread tells its flusher. */
 struct tattle_delivery_hooks {
@@ -36,9 +48,12 @@ struct tattle_delivery_stats {
 
 struct tattle_delivery;
 
-/* Start the thread. NULL when the transport cannot be set up. */
+/* Start the thread sending spool through tr (handle is the transport's,
+ * now the delivery's: closed at finish, or here on failure). NULL when it
+ * cannot start. */
 struct tattle_delivery *tattle__delivery_start(const struct tattle_config *cfg, struct tattle_spool *spool,
-                                               const char *api_key, const struct tattle_delivery_hooks *hooks);
+                                               const struct tattle_transport *tr, void *handle,
+                                               const struct tattle_delivery_hooks *hooks);
 
 /* New batches are in the spool: send them now (unless backing off). */
 void tattle__delivery_kick(struct tattle_delivery *d);

@@ -35,6 +35,7 @@
 #include "assafe.h"
 #include "config.h"
 #include "delivery.h"
+#include "transport_posthog.h"
 #include "flusher.h"
 #include "handoff.h"
 #include "shm.h"
@@ -123,7 +124,8 @@ static void start_delivery(struct flusher *f)
     /* While it runs, processes that start find the queue's sender lock
      * taken and start no sender of their own. */
     (void)tattle__spool_lock_sender(&f->spool);
-    f->delivery = tattle__delivery_start(&f->cfg, &f->spool, key, &hooks);
+    f->delivery = tattle__delivery_start(&f->cfg, &f->spool, &tattle__posthog_transport,
+                                         tattle__posthog_open(f->cfg.posthog_host, key), &hooks);
     if (!f->delivery)
         tattle__flusher_notice(f, "cannot start HTTP delivery (libcurl); nothing is sent");
     for (size_t i = 0; f->delivery && i < f->nclients; i++)
@@ -148,7 +150,8 @@ static int send_spool_only(struct flusher *f)
         (!handed && !tattle__spool_lock_sender(&f->spool)))
         return 0;
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    d = tattle__delivery_start(&f->cfg, &f->spool, key, &none);
+    d = tattle__delivery_start(&f->cfg, &f->spool, &tattle__posthog_transport,
+                               tattle__posthog_open(f->cfg.posthog_host, key), &none);
     if (d)
         tattle__delivery_finish(d, f->cfg.linger_ms, NULL);
     curl_global_cleanup();

@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "config.h"
+#include "delivery.h"
 #include "http.h"
 
 struct tattle_posthog {
@@ -74,6 +75,16 @@ void tattle__posthog_send(struct tattle_posthog *p, const char *lines, size_t le
     (void)count;
     tattle__http_post(p->http, build_body(p, lines, len), timeout_ms, res);
 }
+
+static void send_any(void *p, const char *lines, size_t len, unsigned count, long timeout_ms,
+                     struct tattle_send_result *res)
+{
+    tattle__posthog_send(p, lines, len, count, timeout_ms, res);
+}
+
+static void close_any(void *p) { tattle__posthog_close(p); }
+
+const struct tattle_transport tattle__posthog_transport = {"PostHog", "POSTHOG_HOST", 0, send_any, close_any};
 
 static int nonempty_string(const cJSON *o, const char *key)
 {

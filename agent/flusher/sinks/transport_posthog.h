@@ -29,6 +29,10 @@ void tattle__posthog_close(struct tattle_posthog *p);
 void tattle__posthog_send(struct tattle_posthog *p, const char *lines, size_t len, unsigned count,
                           long timeout_ms, struct tattle_send_result *res);
 
+/* The transport the delivery thread sends PostHog's queue through. */
+struct tattle_transport;
+extern const struct tattle_transport tattle__posthog_transport;
+
 /* Does the event meet PostHog's rules? Returns NULL or why not. */
 const char *tattle__posthog_event_problem(const cJSON *event);
 
