@@ -19,7 +19,7 @@
 #include "ring.h"
 
 #define TATTLE_SHM_MAGIC 0x454c5454u /* "TTLE" */
-#define TATTLE_SHM_VERSION 3u
+#define TATTLE_SHM_VERSION 4u
 
 #define TATTLE_STACK_COPY (128u * 1024u)
 #define TATTLE_MAPS_MAX (256u * 1024u)
@@ -77,7 +77,7 @@ struct tattle_shm {
     uint32_t magic, version;
     uint64_t size;
     int32_t host_pid, host_ppid;
-    _Atomic int32_t flusher_pid;
+    _Atomic int32_t flusher_pid;       /* the flusher that serves it: claimed, one at a time */
     _Atomic uint32_t flusher_sleeping; /* set while the flusher waits for a doorbell */
     _Atomic uint32_t flusher_polling;  /* the host closed the doorbell socket... */
     _Atomic uint32_t bell_futex;       /* ...so it rings here instead */

@@ -12,12 +12,14 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -30,25 +32,36 @@
 
 #define GREETING_MS 3000 /* a connection that says nothing is dropped after this */
 #define MAX_CLIENTS 4096
+#define FD_RESERVE 24 /* descriptors kept free for the sinks, the spool and libcurl */
 
+static long fd_limit(void)
+{
+    static long limit;
+    struct rlimit r;
+    if (!limit)
+        limit = getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < 1L << 30 ? (long)r.rlim_cur : 1L << 30;
+    return limit;
+}
+
+/* The delivery thread walks the list under the lock: it grows under it. */
 static int add(struct flusher *f, struct client *c)
 {
+    int r = 0;
+    pthread_mutex_lock(&f->clients_mu);
     if (f->nclients == f->cap) {
         size_t cap = f->cap ? f->cap * 2 : 16;
-        struct client **n;
-        if (cap > MAX_CLIENTS)
-            return -1;
-        if (!(n = realloc(f->clients, cap * sizeof *n)))
-            return -1;
-        pthread_mutex_lock(&f->clients_mu);
-        f->clients = n;
-        f->cap = cap;
-        pthread_mutex_unlock(&f->clients_mu);
+        struct client **n = cap <= MAX_CLIENTS ? realloc(f->clients, cap * sizeof *n) : NULL;
+        if (n) {
+            f->clients = n;
+            f->cap = cap;
+        } else {
+            r = -1;
+        }
     }
-    pthread_mutex_lock(&f->clients_mu);
-    f->clients[f->nclients++] = c;
+    if (r == 0)
+        f->clients[f->nclients++] = c;
     pthread_mutex_unlock(&f->clients_mu);
-    return 0;
+    return r;
 }
 
 static struct client *client_new(int sock, pid_t pid)
@@ -56,7 +69,7 @@ static struct client *client_new(int sock, pid_t pid)
     struct client *c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
-    c->memfd = c->host_fd = -1;
+    c->host_fd = -1;
     c->sock = sock;
     c->pid = pid;
     c->accepted_ms = tattle__now_monotonic_ms();
@@ -79,8 +92,6 @@ static void client_free(struct client *c)
     stop_waker(c);
     if (c->shm)
         munmap(c->shm, sizeof *c->shm);
-    if (c->memfd >= 0)
-        close(c->memfd);
     if (c->sock >= 0)
         close(c->sock);
     if (c->host_fd >= 0)
@@ -90,11 +101,47 @@ static void client_free(struct client *c)
     free(c);
 }
 
-/* The region is mapped: tell the host who serves it, and how. */
+/* Is pid a flusher that still runs (this executable, not a zombie, not a
+ * recycled pid)? Another user's flusher we cannot look at counts as one. */
+static int flusher_runs(pid_t pid)
+{
+    char path[64], exe[PATH_MAX], self[PATH_MAX];
+    ssize_t n, m;
+    if (pid <= 0 || (kill(pid, 0) != 0 && errno == ESRCH))
+        return 0;
+    snprintf(path, sizeof path, "/proc/%d/exe", (int)pid);
+    n = readlink(path, exe, sizeof exe - 1);
+    if (n < 0)
+        return errno == EACCES || errno == EPERM;
+    m = readlink("/proc/self/exe", self, sizeof self - 1);
+    return m == n && !memcmp(exe, self, (size_t)n);
+}
+
+/* One flusher per region: the ring has one reader. The first to write its
+ * pid serves it; a flusher that died (or never ran here) is replaced. */
+static int claim(struct tattle_shm *shm)
+{
+    int32_t me = getpid(), cur = 0;
+    int i;
+    for (i = 0; i < 4; i++) {
+        if (atomic_compare_exchange_strong(&shm->flusher_pid, &cur, me) || cur == me)
+            return 1;
+        if (flusher_runs(cur))
+            return 0;
+    }
+    return 0;
+}
+
+static void unclaim(struct tattle_shm *shm)
+{
+    int32_t me = getpid();
+    atomic_compare_exchange_strong(&shm->flusher_pid, &me, 0);
+}
+
+/* The region is mapped and ours: tell the host how it is served. */
 static void attached(struct flusher *f, struct client *c)
 {
     tattle__flusher_clamp_header(c->shm);
-    atomic_store(&c->shm->flusher_pid, getpid());
     atomic_store(&c->shm->spooled_gen, atomic_load(&f->spooled_gen));
     atomic_store(&c->shm->delivered_gen, atomic_load(&f->spooled_gen));
     if (f->delivery)
@@ -108,6 +155,12 @@ static void attached(struct flusher *f, struct client *c)
     }
 }
 
+static ino_t region_inode(int fd)
+{
+    struct stat st;
+    return fstat(fd, &st) == 0 ? st.st_ino : 0;
+}
+
 int tattle__clients_inherit(struct flusher *f)
 {
     struct tattle_shm *shm = tattle__shm_attach(TATTLE_FLUSHER_FD_SHM);
@@ -117,8 +170,14 @@ int tattle__clients_inherit(struct flusher *f)
             munmap(shm, sizeof *shm);
         return -1;
     }
+    if (!claim(shm)) { /* another flusher serves it */
+        munmap(shm, sizeof *shm);
+        free(c);
+        return -1;
+    }
     c->shm = shm;
-    c->memfd = TATTLE_FLUSHER_FD_SHM;
+    c->region_ino = region_inode(TATTLE_FLUSHER_FD_SHM);
+    close(TATTLE_FLUSHER_FD_SHM); /* the mapping keeps the region */
     c->host_fd = fcntl(TATTLE_FLUSHER_FD_HOST, F_GETFD) >= 0 ? TATTLE_FLUSHER_FD_HOST : -1;
     if (add(f, c) != 0) {
         client_free(c);
@@ -135,13 +194,37 @@ void tattle__clients_accept(struct flusher *f)
         socklen_t len = sizeof cr;
         struct client *c;
         int s = accept4(f->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        /* Each host holds a socket and a pidfd; the sinks, the spool and
+         * libcurl need descriptors too: a host that would leave fewer than
+         * FD_RESERVE free is refused (it starts a flusher of its own). */
+        if (s >= 0 && s + 2 + FD_RESERVE >= fd_limit()) {
+            close(s);
+            continue;
+        }
+        if (s < 0 && (errno == EMFILE || errno == ENFILE) && f->spare_fd >= 0) {
+            /* No descriptor left: refuse the host (it starts a flusher of
+             * its own) rather than leave it queued, which would wake this
+             * loop forever. */
+            close(f->spare_fd);
+            s = accept4(f->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+            if (s >= 0)
+                close(s);
+            f->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+            if (s < 0)
+                return; /* nothing was waiting: accept says EMFILE before it looks */
+            continue;
+        }
         if (s < 0)
             return;
         /* Only our own effective uid: another user's events never reach
          * this flusher (nor this user's key theirs). */
         if (getsockopt(s, SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0 || cr.uid != geteuid() || cr.pid <= 0 ||
-            !(c = client_new(s, cr.pid)) || (add(f, c) != 0 && (client_free(c), 1)))
+            !(c = client_new(s, cr.pid))) {
             close(s);
+            continue;
+        }
+        if (add(f, c) != 0)
+            client_free(c); /* closes s */
     }
 }
 
@@ -155,6 +238,34 @@ static int pidfd_of(int fd, pid_t pid)
     buf[n] = 0;
     p = strstr(buf, "\nPid:");
     return p && strtol(p + 5, NULL, 10) == (long)pid;
+}
+
+/* The host (pid and region) this flusher already serves, if c is it again:
+ * it closed its descriptors, or gave up waiting, and joined anew. */
+static struct client *served(struct flusher *f, const struct client *c, ino_t ino)
+{
+    for (size_t i = 0; i < f->nclients; i++)
+        if (f->clients[i] != c && f->clients[i]->shm && f->clients[i]->pid == c->pid &&
+            f->clients[i]->region_ino == ino && !f->clients[i]->host_gone)
+            return f->clients[i];
+    return NULL;
+}
+
+/* known is rung through from's socket from now on; from is forgotten. */
+static void adopt_socket(struct flusher *f, struct client *known, struct client *from, int *pidfd)
+{
+    (void)f;
+    stop_waker(known);
+    if (known->sock >= 0)
+        close(known->sock);
+    known->sock = from->sock;
+    from->sock = -1;
+    if (pidfd && known->host_fd < 0) {
+        known->host_fd = *pidfd;
+        *pidfd = -1;
+    }
+    atomic_store(&known->shm->flusher_polling, 0);
+    from->host_gone = 1;
 }
 
 /* The greeting: the region's memfd and a pidfd. 0 when the host is now
@@ -172,6 +283,7 @@ static int greeting(struct flusher *f, struct client *c)
     int fds[4] = {-1, -1, -1, -1}, nfds = 0, i;
     struct tattle_shm *shm = NULL;
     char answer = 'n';
+    int answer_sock = c->sock; /* c's socket, even once a known host adopts it */
     ssize_t n;
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
@@ -184,49 +296,64 @@ static int greeting(struct flusher *f, struct client *c)
                 memcpy(&fds[nfds++], CMSG_DATA(cm) + (size_t)i * sizeof(int), sizeof(int));
     if (n == (ssize_t)sizeof hello && !(msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) && nfds >= 1 &&
         hello.magic == TATTLE_SHM_MAGIC && hello.version == TATTLE_SHM_VERSION &&
-        (shm = tattle__shm_attach(fds[0])) != NULL && shm->host_pid == c->pid) {
-        c->memfd = fds[0];
-        fds[0] = -1;
-        if (nfds >= 2 && pidfd_of(fds[1], c->pid)) {
-            c->host_fd = fds[1];
-            fds[1] = -1;
+        (shm = tattle__shm_attach(fds[0])) != NULL && shm->host_pid == c->pid && claim(shm)) {
+        struct client *known = served(f, c, region_inode(fds[0]));
+        if (known) { /* a host we serve came back through a new socket */
+            munmap(shm, sizeof *shm);
+            shm = NULL;
+            adopt_socket(f, known, c, nfds >= 2 && pidfd_of(fds[1], c->pid) ? &fds[1] : NULL);
+            answer = TATTLE_HELLO_ACK;
+        } else {
+            c->region_ino = region_inode(fds[0]);
+            if (nfds >= 2 && pidfd_of(fds[1], c->pid)) {
+                c->host_fd = fds[1];
+                fds[1] = -1;
+            }
+            /* The delivery thread walks the hosts' regions under the lock. */
+            pthread_mutex_lock(&f->clients_mu);
+            c->shm = shm;
+            pthread_mutex_unlock(&f->clients_mu);
+            attached(f, c);
+            answer = TATTLE_HELLO_ACK;
         }
-        /* The delivery thread walks the hosts' regions under the lock. */
-        pthread_mutex_lock(&f->clients_mu);
-        c->shm = shm;
-        pthread_mutex_unlock(&f->clients_mu);
-        attached(f, c);
-        answer = TATTLE_HELLO_ACK;
     } else if (shm) {
-        /* A region that names another pid: a host in another pid
-         * namespace (it starts its own flusher) or a lie. */
+        /* A region that names another pid (a host in another pid namespace
+         * starts its own flusher), or one another flusher serves, or a lie. */
         munmap(shm, sizeof *shm);
     }
     for (i = 0; i < nfds; i++)
         if (fds[i] >= 0)
             close(fds[i]);
-    (void)send(c->sock, &answer, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (answer != TATTLE_HELLO_ACK)
+    if (send(answer_sock, &answer, 1, MSG_DONTWAIT | MSG_NOSIGNAL) != 1 && answer == TATTLE_HELLO_ACK && c->shm) {
+        /* The host gave up waiting (and starts a flusher of its own on the
+         * region): it must not be served twice. */
+        unclaim(c->shm);
+        pthread_mutex_lock(&f->clients_mu);
+        munmap(c->shm, sizeof *c->shm);
+        c->shm = NULL;
+        pthread_mutex_unlock(&f->clients_mu);
+        answer = 'n';
+    }
+    if (answer != TATTLE_HELLO_ACK || !c->shm)
         c->host_gone = 1;
     return c->shm ? 0 : -1;
 }
 
 /* Does the host still map our region? After an exec it does not; after
- * closing every descriptor it had (as daemons do) it still does. */
+ * closing every descriptor it had (as daemons do) it still does. A host we
+ * may not look at (not dumpable) is taken to, while it lives: its pidfd or
+ * kill() says when it is gone. */
 static int host_still_maps_region(const struct client *c)
 {
-    struct stat st;
     char path[64], line[512];
     unsigned long ino;
     int found = 0;
     FILE *maps;
-    if (fstat(c->memfd, &st) != 0)
-        return 0;
     snprintf(path, sizeof path, "/proc/%d/maps", (int)c->pid);
     if (!(maps = fopen(path, "re")))
-        return 0;
+        return errno == EACCES || errno == EPERM ? !(kill(c->pid, 0) != 0 && errno == ESRCH) : 0;
     while (!found && fgets(line, sizeof line, maps))
-        found = sscanf(line, "%*s %*s %*s %*s %lu", &ino) == 1 && ino == (unsigned long)st.st_ino &&
+        found = sscanf(line, "%*s %*s %*s %*s %lu", &ino) == 1 && ino == (unsigned long)c->region_ino &&
                 strstr(line, "/memfd:") != NULL;
     fclose(maps);
     return found;

@@ -241,6 +241,17 @@ static void serve(struct flusher *f)
     tattle__clients_reap(f);
 }
 
+/* Each host costs a socket and a pidfd: as many descriptors as the hard
+ * limit allows, not the soft limit of whichever host started us. */
+static void room_for_hosts(void)
+{
+    struct rlimit r;
+    if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
+        r.rlim_cur = r.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &r);
+    }
+}
+
 /* fd 6 is a listening socket: we are the shared flusher. */
 static int rendezvous_fd(void)
 {
@@ -345,6 +356,8 @@ int main(int argc, char **argv)
     if (argc > 1 && !strcmp(argv[1], TATTLE_FLUSHER_SEND_SPOOL))
         return send_spool_only(&f);
     pthread_mutex_init(&f.clients_mu, NULL);
+    room_for_hosts();
+    f.spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     f.listen_fd = rendezvous_fd();
     shared = f.listen_fd >= 0;
     if (tattle__clients_inherit(&f) != 0 && !shared)

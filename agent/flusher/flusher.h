@@ -23,7 +23,7 @@ struct tattle_delivery;
 /* One host: a process whose region this flusher drains. */
 struct client {
     struct tattle_shm *shm; /* NULL until its greeting arrived */
-    int memfd;              /* the region's descriptor: its inode names the mapping */
+    ino_t region_ino;       /* the region's memfd inode: it names the mapping in the host's maps */
     int sock;               /* the doorbell, or -1 once the host closed it */
     int host_fd;            /* a pidfd of the host, or -1 */
     pid_t pid;              /* the host, as the kernel names it to us */
@@ -44,6 +44,7 @@ struct flusher {
     size_t nclients, cap;
     pthread_mutex_t clients_mu; /* held to change the list, and by the delivery thread to walk it */
     int listen_fd;              /* the rendezvous of a shared flusher, or -1 */
+    int spare_fd;               /* closed to accept and refuse a host when descriptors run out */
     int wake[2];                /* written by the wakers of hosts that closed their doorbell */
     _Atomic uint32_t spooled_gen; /* bumped after each batch written to the spool */
     int spool_err;              /* why the spool could not be used (-errno), or 0 */

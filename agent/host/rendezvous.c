@@ -32,12 +32,13 @@ static uint64_t mix(uint64_t h, const void *data, size_t n)
 /* "\0tattle-flusher-<euid>-<hash>": abstract, so nothing on disk to plant
  * or follow, and gone with the socket; the uid is checked on both sides, the
  * name only keeps users and configurations apart. The hash covers the
- * flusher's path and environment and the namespaces that decide what a
- * path or pid means: a process in another mount, pid or user namespace
- * (a container sharing the network) gets a flusher of its own. */
+ * flusher's path and environment and what decides what a path or pid
+ * means: a process in another mount, pid or user namespace (a container
+ * sharing the network) or under another root (chroot) gets a flusher of
+ * its own. */
 static socklen_t make_name(struct sockaddr_un *a, const char *path, char *const *envp)
 {
-    static const char *const ns[] = {"/proc/self/ns/mnt", "/proc/self/ns/pid", "/proc/self/ns/user"};
+    static const char *const ns[] = {"/proc/self/ns/mnt", "/proc/self/ns/pid", "/proc/self/ns/user", "/"};
     uint64_t h = 1469598103934665603ull;
     const char *p;
     char num[24];
@@ -152,7 +153,7 @@ int tattle__rendezvous_join(struct tattle_spawn *sp, int shm_fd)
     struct sockaddr_un a;
     socklen_t alen = make_name(&a, sp->path, sp->envp);
     uint64_t deadline = tattle__now_monotonic_ms() + HANDSHAKE_MS;
-    int spawned = 0;
+    int spawned = 0, bound_elsewhere = 0;
     while (tattle__now_monotonic_ms() < deadline) {
         int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), r;
         if (s < 0)
@@ -168,7 +169,8 @@ int tattle__rendezvous_join(struct tattle_spawn *sp, int shm_fd)
             close(s);
             if (r > 0)
                 return TATTLE_RV_PRIVATE;
-            continue; /* it was closing down: the name is free again soon */
+            pause_ms(1); /* it was closing down: the name is free again soon */
+            continue;
         }
         r = errno;
         close(s);
@@ -179,6 +181,11 @@ int tattle__rendezvous_join(struct tattle_spawn *sp, int shm_fd)
             spawned += e;
             if (e)
                 continue;
+            /* Bound but not listening: another process of ours between
+             * bind and listen (microseconds), or someone holding the name
+             * to stall us: not for long. */
+            if (++bound_elsewhere > 20)
+                return TATTLE_RV_PRIVATE;
         } else if (r != ECONNREFUSED && r != EAGAIN) {
             return TATTLE_RV_PRIVATE;
         }

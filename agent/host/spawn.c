@@ -21,7 +21,19 @@
 
 static void child_exit(int code) { syscall(SYS_exit, code); }
 
-/* Put src at fd, or make sure nothing of the host's is at fd (src < 0). */
+/* Copy src above the numbers being placed (where the host's limit on
+ * descriptors kept it low, it may sit on one of them). -1 stays -1. */
+static int lift_fd(int src)
+{
+    long hi;
+    if (src < 0)
+        return -1;
+    hi = syscall(SYS_fcntl, src, F_DUPFD, TATTLE_FLUSHER_FD_LISTEN + 1);
+    return hi >= 0 ? (int)hi : src;
+}
+
+/* Put src at fd, or make sure nothing of the host's is at fd (src < 0).
+ * dup2 clears close-on-exec on the copy. */
 static void place_fd(int src, int fd)
 {
     if (src >= 0)
@@ -52,12 +64,17 @@ static int flusher_child(void *arg)
     int nullfd;
     syscall(SYS_setsid);
     lift_soft_limits();
-    /* The sources were moved above the floor in the host, so these dup2s
-     * cannot clobber each other. dup2 clears FD_CLOEXEC on the copies. */
-    place_fd(sp->shm_fd, TATTLE_FLUSHER_FD_SHM);
-    place_fd(sp->sock_fd, TATTLE_FLUSHER_FD_SOCK);
-    place_fd(sp->pidfd, TATTLE_FLUSHER_FD_HOST);
-    place_fd(sp->listen_fd, TATTLE_FLUSHER_FD_LISTEN);
+    /* First every source above 3-6, so that no dup2 clobbers another
+     * (the host usually moved them to 700 and up, but a low limit on
+     * descriptors leaves them where they were). These copies are ours
+     * alone: the child shares the host's memory, not its descriptor table
+     * (no CLONE_FILES), and close_range below removes them. */
+    int shm = lift_fd(sp->shm_fd), sock = lift_fd(sp->sock_fd), host = lift_fd(sp->pidfd);
+    int listen = lift_fd(sp->listen_fd);
+    place_fd(shm, TATTLE_FLUSHER_FD_SHM);
+    place_fd(sock, TATTLE_FLUSHER_FD_SOCK);
+    place_fd(host, TATTLE_FLUSHER_FD_HOST);
+    place_fd(listen, TATTLE_FLUSHER_FD_LISTEN);
     nullfd = (int)syscall(SYS_open, "/dev/null", O_RDWR);
     if (nullfd >= 0) {
         syscall(SYS_dup2, nullfd, 0);

@@ -235,6 +235,55 @@ def another_users_process_is_refused_and_a_squatted_name_is_not_joined(box):
     h.check_equal(len(box.events(a_events)), 2, "user A's process still reported (through a private flusher)")
 
 
+@h.with_sandbox
+def a_host_that_gave_up_waiting_is_served_once(box):
+    """The shared flusher is stopped (a crash storm, a debugger) while a
+    host joins: the host gives up after its deadline and starts a private
+    flusher on its region; when the shared one resumes it must not serve
+    that region too (the ring has one reader): every event once."""
+    env = box.agent_env(TATTLE_LINGER_MS=300)
+    a = start_waiting_emitters(1, env)
+    shared = flushers_for(box.events_path)
+    h.check_equal(len(shared), 1, "one shared flusher", shared)
+    os.kill(shared[0], signal.SIGSTOP)
+    try:
+        b = subprocess.Popen([EMITTER, "0", "50", "stdin"], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        lines = [b.stdout.readline() for _ in range(2)]
+        h.check_equal(lines[1].strip(), b"ready", "the second host captured 50 events (after its deadline)", lines)
+    finally:
+        os.kill(shared[0], signal.SIGCONT)
+    time.sleep(0.5)  # the resumed flusher reads the stale greeting meanwhile
+    h.check_equal(release([b]) + release(a), [0, 0], "both hosts exit 0")
+    deadline = time.monotonic() + 10
+    while flushers_for(box.events_path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    mine = [e for e in box.events() if e["properties"].get("pid") == b.pid]
+    seqs = sorted(e["properties"]["seq"] for e in mine)
+    h.check_equal(seqs, list(range(50)), "each of the second host's events exactly once")
+
+
+@h.with_sandbox
+def a_low_limit_on_descriptors_still_reports(box):
+    """Hosts whose limit on descriptors is below the agent's usual numbers
+    (700 and up), and a flusher that runs out of descriptors for hosts: every
+    event still arrives, and no flusher spins."""
+    env = box.agent_env(TATTLE_LINGER_MS=300)
+    wrap = ["sh", "-c", 'ulimit -n 40 && exec "$@"', "sh"]
+    procs = start_waiting_emitters(30, env, wrap)
+    h.check_equal(release(procs), [0] * 30, "every emitter exits 0")
+    r = h.run(wrap + [CRASHER, "null"], env=env, cwd=box.dir)
+    h.check_equal(r.signal, signal.SIGSEGV, "the crash dies as before", r.stderr[-1500:])
+    h.check("written to" in r.stderr, "with its whole report", r.stderr[-1500:])
+    deadline = time.monotonic() + 10
+    while flushers_for(box.events_path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    events = box.events()
+    h.check_equal(len([e for e in events if e["event"] == "burst"]), 30, "every capture arrived")
+    h.check_equal(len([e for e in events if e["event"] == "$exception"]), 1, "and the crash")
+    h.check_equal(flushers_for(box.events_path), [], "no flusher is left (none spins on a refused host)")
+
+
 def need_unshare_pid():
     r = subprocess.run(["unshare", "-fp", "--mount-proc", "true"], capture_output=True, text=True)
     if r.returncode != 0:
@@ -472,6 +521,8 @@ TESTS = {f.__name__: f for f in [
     a_crash_storm_is_reported_whole,
     another_users_process_is_refused_and_a_squatted_name_is_not_joined,
     no_zombie_under_a_pid1_that_never_reaps,
+    a_host_that_gave_up_waiting_is_served_once,
+    a_low_limit_on_descriptors_still_reports,
     a_fleet_machine_runs_its_workload_as_without_the_agent,
     a_nobody_daemon_a_storm_and_two_users_capturing_at_once,
 ]}
