@@ -1069,7 +1069,30 @@ def a_2xx_whose_body_never_ends_counts_as_sent_once(box):
     h.check_equal(dups, [], "no event is sent twice")
 
 
+@robust
+def a_host_the_flusher_may_not_inspect_is_still_served(box):
+    """A non-dumpable host (the flusher cannot read its /proc/PID/maps) that
+    closes every descriptor keeps being served, by polling, until it is gone:
+    its flush succeeds, its events and its crash arrive."""
+    if os.geteuid() != 0:
+        raise h.Skip("needs root (runs the host as nobody, where non-dumpable hides its maps)")
+    os.chmod(box.dir, 0o755)
+    home = os.path.join(box.dir, "nobody")
+    os.mkdir(home, 0o700)
+    os.chown(home, 65534, 65534)
+    events = os.path.join(home, "events.jsonl")
+    env = box.agent_env(TATTLE_FILE=events, HOME=home, XDG_STATE_HOME=home, TATTLE_LINGER_MS=300)
+    r = run_bounded(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", prog("nondumpable_daemon")],
+                    "the host crashes", env=env, cwd=home, timeout=30)
+    h.check("flush 0" in r.stdout, "its flush succeeded", r.stdout, r.stderr[-1500:])
+    h.check_equal(r.signal, signal.SIGSEGV, "it died of its crash", r.describe())
+    h.check("written to" in r.stderr, "with its whole report", r.stderr[-1500:])
+    got = sorted(e["event"] for e in box.events(events))
+    h.check_equal(got, ["$exception", "after", "before"], "every event arrived")
+
+
 TESTS = {f.__name__: f for f in [
+    a_host_the_flusher_may_not_inspect_is_still_served,
     a_crash_with_a_full_stderr_pipe_still_dies_by_its_signal,
     sigterm_ends_a_crash_stuck_on_a_full_stderr_pipe,
     capture_never_blocks_on_a_full_stderr_pipe,
