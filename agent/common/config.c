@@ -310,6 +310,6 @@ TATTLE_LOAD_PATH void tattle__config_load(struct tattle_config *cfg, enum tattle
     load_http(cfg, warn);
     load_spool(cfg, warn, reader == TATTLE_CONFIG_FLUSHER || cfg->http_enabled);
     /* With a server configured, the local file is opt-in (TATTLE_FILE). */
-    if (cfg->http_enabled && !cfg->file_explicit)
+    if ((cfg->http_enabled || cfg->sentry_enabled) && !cfg->file_explicit)
         cfg->file_path[0] = 0;
 }

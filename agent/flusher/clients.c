@@ -144,7 +144,7 @@ static void attached(struct flusher *f, struct client *c)
     tattle__flusher_clamp_header(c->shm);
     atomic_store(&c->shm->spooled_gen, atomic_load(&f->spooled_gen));
     atomic_store(&c->shm->delivered_gen, atomic_load(&f->spooled_gen));
-    if (f->delivery)
+    if (f->delivery || f->sentry)
         atomic_store(&c->shm->http_enabled, 1);
     c->text = tattle__ingest_text_new(&f->cfg, c->shm);
     /* A problem that stands (the sinks are failing) was said to the hosts

@@ -36,6 +36,8 @@
 #include "config.h"
 #include "delivery.h"
 #include "transport_posthog.h"
+#include "transport_sentry.h"
+#include "settings.h"
 #include "flusher.h"
 #include "handoff.h"
 #include "shm.h"
@@ -129,6 +131,38 @@ static void start_delivery(struct flusher *f)
     if (!f->delivery)
         tattle__flusher_notice(f, "cannot start HTTP delivery (libcurl); nothing is sent");
     for (size_t i = 0; f->delivery && i < f->nclients; i++)
+        atomic_store(&f->clients[i]->shm->http_enabled, 1);
+}
+
+/* With SENTRY_DSN: its queue and the thread that sends it. tattle_flush
+ * waits for Sentry's passes when it is the only server. */
+static void start_sentry(struct flusher *f)
+{
+    struct tattle_delivery_hooks hooks = {tattle__flusher_notice, NULL, NULL, f};
+    char msg[256];
+    int r;
+    if (!f->cfg.sentry_enabled)
+        return;
+    if (!f->delivery) {
+        hooks.pass_started = pass_started;
+        hooks.pass_done = pass_done;
+    }
+    r = f->cfg.sentry_spool_dir[0]
+            ? tattle__spool_open(&f->sentry_spool, f->cfg.sentry_spool_dir, f->cfg.spool_max_bytes)
+            : -ENOENT;
+    if (r != 0) {
+        snprintf(msg, sizeof msg, "cannot use the spool directory %.160s (%s); nothing is sent to Sentry",
+                 f->cfg.sentry_spool_dir[0] ? f->cfg.sentry_spool_dir : "(set TATTLE_SPOOL_DIR)",
+                 tattle__state_strerror(-r));
+        tattle__flusher_notice(f, msg);
+        return;
+    }
+    (void)tattle__spool_lock_sender(&f->sentry_spool);
+    f->sentry = tattle__delivery_start(&f->cfg, &f->sentry_spool, &tattle__sentry_transport,
+                                       tattle__sentry_open(tattle__setting("SENTRY_DSN")), &hooks);
+    if (!f->sentry)
+        tattle__flusher_notice(f, "cannot start delivery to Sentry (libcurl); nothing is sent there");
+    for (size_t i = 0; f->sentry && i < f->nclients; i++)
         atomic_store(&f->clients[i]->shm->http_enabled, 1);
 }
 
@@ -282,7 +316,8 @@ static void run(struct flusher *f)
         serve(f);
         if (!f->nclients) {
             uint64_t now = tattle__now_monotonic_ms(), limit;
-            int sending = f->delivery && !tattle__delivery_idle(f->delivery);
+            int sending = (f->delivery && !tattle__delivery_idle(f->delivery)) ||
+                          (f->sentry && !tattle__delivery_idle(f->sentry));
             if (f->listen_fd < 0)
                 break;
             if (!idle_since)
@@ -366,6 +401,7 @@ int main(int argc, char **argv)
         return 1;
     curl_global_init(CURL_GLOBAL_DEFAULT);
     start_delivery(&f);
+    start_sentry(&f);
     run(&f);
     outlive_a_parent_that_never_reaps(&f);
     /* No host joins any more: the name is free for the next flusher, while
@@ -377,6 +413,9 @@ int main(int argc, char **argv)
         tattle__spool_save_dropped(&f.spool, f.spool_dropped);
     if (f.delivery)
         tattle__delivery_finish(f.delivery, shared ? 0 : f.cfg.linger_ms, NULL);
+    if (f.sentry)
+        tattle__delivery_finish(f.sentry, shared ? 0 : f.cfg.linger_ms, NULL);
+    free(f.sentry_batch);
     tattle__clients_free_all(&f);
     tattle__symbolizer_forget_files();
     free(f.batch);

@@ -53,6 +53,10 @@ struct flusher {
     unsigned batch_count;
     struct tattle_spool spool;
     struct tattle_delivery *delivery; /* NULL without a server */
+    struct tattle_spool sentry_spool; /* SENTRY_DSN's queue: error events only */
+    struct tattle_delivery *sentry;   /* NULL without SENTRY_DSN */
+    char *sentry_batch;               /* the batch's error events, for it */
+    size_t sentry_cap;
     unsigned spool_dropped;           /* to report on the next event */
     int commit_failed;                /* the last commit lost events */
     char last_notice[384];

@@ -92,6 +92,43 @@ static void spooled(struct flusher *f)
             atomic_store(&f->clients[i]->shm->spooled_gen, gen);
 }
 
+/* The batch's error events for Sentry's queue (custom events are
+ * analytics: they stay PostHog's). Returns 0 when they are safe there. */
+static int commit_sentry(struct flusher *f)
+{
+    static const char prefix[] = "{\"event\":\"$exception\"";
+    const char *line = f->batch, *end = f->batch + f->batch_len;
+    size_t len = 0;
+    unsigned count = 0, dropped = 0;
+    int r;
+    if (f->sentry_cap < f->batch_len) {
+        char *b = realloc(f->sentry_batch, f->batch_len);
+        if (!b)
+            return -ENOMEM;
+        f->sentry_batch = b;
+        f->sentry_cap = f->batch_len;
+    }
+    while (line < end) {
+        const char *nl = memchr(line, '\n', (size_t)(end - line));
+        size_t n = nl ? (size_t)(nl - line) + 1 : (size_t)(end - line);
+        if (n > sizeof prefix - 1 && !memcmp(line, prefix, sizeof prefix - 1)) {
+            memcpy(f->sentry_batch + len, line, n);
+            len += n;
+            count++;
+        }
+        line += n;
+    }
+    if (!count)
+        return 0;
+    r = tattle__spool_write(&f->sentry_spool, f->sentry_batch, len, count, &dropped);
+    if (r == 0) {
+        if (!f->delivery)
+            spooled(f);
+        tattle__delivery_kick(f->sentry);
+    }
+    return r;
+}
+
 /* Write the batch to every sink. Returns 0 when it is safe somewhere. */
 static int commit(struct flusher *f, int sync)
 {
@@ -108,6 +145,13 @@ static int commit(struct flusher *f, int sync)
             spooled(f);
             tattle__delivery_kick(f->delivery);
         }
+    }
+    if (f->sentry) {
+        int r = commit_sentry(f);
+        if (r < 0)
+            commit_problem(f, "cannot write the spool in", f->sentry_spool.dir, r);
+        else if (spool_r > 0)
+            spool_r = 0; /* Sentry's queue is where this batch's errors are safe */
     }
     if (file_r < 0)
         commit_problem(f, "cannot write", f->cfg.file_path, file_r);
@@ -196,8 +240,11 @@ static void crash_note(struct flusher *f, int r, char *note, size_t cap)
     if (f->cfg.file_path[0])
         k = snprintf(note, cap, "written to %.3000s", f->cfg.file_path);
     if (f->delivery && k >= 0 && (size_t)k < cap)
-        snprintf(note + k, cap - (size_t)k, "%squeued for %.300s (spool %.300s)", k ? "; " : "", f->cfg.posthog_host_shown,
-                 f->spool.dir);
+        k += snprintf(note + k, cap - (size_t)k, "%squeued for %.300s (spool %.300s)", k ? "; " : "",
+                      f->cfg.posthog_host_shown, f->spool.dir);
+    if (f->sentry && k >= 0 && (size_t)k < cap)
+        snprintf(note + k, cap - (size_t)k, "%squeued for Sentry %.300s (spool %.300s)", k ? "; " : "",
+                 f->cfg.sentry_url, f->sentry_spool.dir);
 }
 
 /* The shared region is the host's to write, and a host may lie or die

@@ -1,0 +1,73 @@
+/* transport_sentry.c - Sentry's envelope endpoint (see transport_sentry.h).
+ *
+ * Signal context: NO.
+ */
+#include "transport_sentry.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "delivery.h"
+#include "dsn.h"
+#include "sentry_event.h"
+
+struct tattle_sentry {
+    struct tattle_http *http;
+};
+
+struct tattle_sentry *tattle__sentry_open(const char *dsn_text)
+{
+    struct tattle_dsn dsn;
+    struct tattle_sentry *s;
+    char auth[256];
+    const char *headers[] = {"Content-Type: application/x-sentry-envelope", auth, NULL};
+    if (!dsn_text || tattle__dsn_parse(dsn_text, &dsn, NULL) != 0 || !(s = calloc(1, sizeof *s)))
+        return NULL;
+    snprintf(auth, sizeof auth, "X-Sentry-Auth: Sentry sentry_key=%s, sentry_version=7, sentry_client=tattle/%s",
+             dsn.key, TATTLE_VERSION);
+    s->http = tattle__http_open(dsn.url, headers);
+    memset(auth, 0, sizeof auth);
+    memset(&dsn, 0, sizeof dsn);
+    if (!s->http) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+static void close_sentry(void *p)
+{
+    struct tattle_sentry *s = p;
+    if (!s)
+        return;
+    tattle__http_close(s->http);
+    free(s);
+}
+
+/* One event a request (the transport says so to the delivery loop). */
+static void send_sentry(void *p, const char *lines, size_t len, unsigned count, long timeout_ms,
+                        struct tattle_send_result *res)
+{
+    struct tattle_sentry *s = p;
+    char sent_at[32], *env, *body;
+    size_t n = 0, line_len = strcspn(lines, "\n");
+    (void)count;
+    if (line_len > len)
+        line_len = len;
+    tattle__http_now_iso(sent_at);
+    env = tattle__sentry_envelope(lines, line_len, sent_at, &n);
+    if (!env) { /* not an error event: nothing to send */
+        memset(res, 0, sizeof *res);
+        res->outcome = TATTLE_SENT;
+        res->retry_after_ms = -1;
+        return;
+    }
+    body = tattle__http_body(s->http, n);
+    if (body)
+        memcpy(body, env, n);
+    free(env);
+    tattle__http_post(s->http, body ? n : 0, timeout_ms, res);
+}
+
+const struct tattle_transport tattle__sentry_transport = {"Sentry", "SENTRY_DSN", 1, send_sentry, close_sentry};
