@@ -85,9 +85,10 @@ def check_event(header, ev):
 
 class SentryStandIn:
     def __init__(self, key="0123456789abcdef0123456789abcdef", project="42", fail_first=0, fail_status=503,
-                 headers=(), always=None):
+                 headers=(), always=None, ok_headers=()):
         self.key, self.project = key, project
         self.fail_first, self.fail_status, self.fail_headers, self.always = fail_first, fail_status, headers, always
+        self.ok_headers = ok_headers
         self.port = free_port()
         self.dsn = "http://%s@127.0.0.1:%d/%s" % (key, self.port, project)
         self.lock = threading.Lock()
@@ -117,7 +118,7 @@ class SentryStandIn:
             return self.always, self.fail_headers
         if n < self.fail_first:
             return self.fail_status, self.fail_headers
-        return 200, ()
+        return 200, self.ok_headers
 
     def _handle(self, h):
         raw = h.rfile.read(int(h.headers.get("Content-Length", "0")))

@@ -163,6 +163,34 @@ def a_rate_limit_is_honoured_then_delivered(box, sentry):
     h.check(times[1] - times[0] >= 0.95, "no request before the limit expired", times[1] - times[0])
 
 
+@with_sentry(ok_headers=(("X-Sentry-Rate-Limits", "2:error:key"),))
+def a_rate_limit_on_an_accepted_request_holds_the_next(box, sentry):
+    """X-Sentry-Rate-Limits on a 200: the event is taken, and the next one
+    waits until the limit expires (then arrives)."""
+    env = env_for(box, sentry)
+    crash(box, env)
+    h.check(sentry.wait_for(lambda s: len(s.events) == 1, 15), "the first crash arrived")
+    crash(box, env)
+    h.check(sentry.wait_for(lambda s: len(s.events) == 2, 20), "the second arrived after the limit")
+    times = [q["time"] for q in sentry.requests]
+    h.check_equal(len(times), 2, "no request was refused: none was made while held")
+    h.check(times[1] - times[0] >= 1.9, "the second request waited for the limit", times[1] - times[0])
+
+
+@with_sentry(always=413)
+def an_event_too_large_is_set_aside(box, sentry):
+    r = crash(box, env_for(box, sentry))
+    h.check("Sentry refused" in r.stderr or sentry.wait_for(lambda s: s.requests, 15), "the server was asked")
+    ok = False
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not ok:
+        ok = len(glob.glob(os.path.join(box.dir, "spool", "sentry-*", "*.rejected"))) == 1
+        time.sleep(0.1)
+    h.check(ok, "the event is set aside as *.rejected", os.listdir(os.path.join(box.dir, "spool")))
+    time.sleep(1)
+    h.check_equal(len(sentry.requests), 1, "and not resent")
+
+
 @with_sentry(always=401)
 def a_refused_key_keeps_the_event(box, sentry):
     r = crash(box, env_for(box, sentry))
@@ -221,6 +249,8 @@ TESTS = {f.__name__: f for f in [
     both_destinations_both_get_it,
     a_rate_limit_is_honoured_then_delivered,
     a_refused_key_keeps_the_event,
+    a_rate_limit_on_an_accepted_request_holds_the_next,
+    an_event_too_large_is_set_aside,
     the_key_is_in_no_file_or_command_line,
     a_bad_dsn_is_said_once_and_ignored,
 ]}

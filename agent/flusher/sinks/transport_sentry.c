@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "delivery.h"
 #include "dsn.h"
@@ -14,7 +15,15 @@
 
 struct tattle_sentry {
     struct tattle_http *http;
+    uint64_t hold_until_ms; /* a rate limit announced on an accepted request */
 };
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 struct tattle_sentry *tattle__sentry_open(const char *dsn_text)
 {
@@ -55,6 +64,13 @@ static void send_sentry(void *p, const char *lines, size_t len, unsigned count, 
     (void)count;
     if (line_len > len)
         line_len = len;
+    if (s->hold_until_ms > now_ms()) { /* held: no request before the limit expires */
+        memset(res, 0, sizeof *res);
+        res->outcome = TATTLE_SEND_RETRY;
+        res->retry_after_ms = (long)(s->hold_until_ms - now_ms());
+        snprintf(res->error, sizeof res->error, "rate limited");
+        return;
+    }
     tattle__http_now_iso(sent_at);
     env = tattle__sentry_envelope(lines, line_len, sent_at, &n);
     if (!env) { /* not an error event: nothing to send */
@@ -68,6 +84,12 @@ static void send_sentry(void *p, const char *lines, size_t len, unsigned count, 
         memcpy(body, env, n);
     free(env);
     tattle__http_post(s->http, body ? n : 0, timeout_ms, res);
+    /* X-Sentry-Rate-Limits holds what follows, whatever the status. */
+    if (res->retry_after_ms > 0)
+        s->hold_until_ms = now_ms() + (uint64_t)res->retry_after_ms;
+    /* One event that does not fit is set aside, not dropped. */
+    if (res->outcome == TATTLE_SEND_TOO_LARGE)
+        res->outcome = TATTLE_SEND_REJECTED;
 }
 
 const struct tattle_transport tattle__sentry_transport = {"Sentry", "SENTRY_DSN", 1, send_sentry, close_sentry};
