@@ -4,6 +4,7 @@
  * flusher's CPU), so nothing is dropped and the rate is the flusher's. Each event has
  * five context tags and two properties, like a typical product event.
  *   flood N        prints "captured N in S s"
+ *   flood N exceptions   the same with handled exceptions (what Sentry gets)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 int main(int argc, char **argv)
 {
     long n = argc > 1 ? atol(argv[1]) : 100000, i, retries = 0;
+    int exceptions = argc > 2 && argv[2][0] == 'e';
     struct timespec a, b;
     char props[64];
     tattle_new_context(0);
@@ -26,7 +28,8 @@ int main(int argc, char **argv)
     clock_gettime(CLOCK_MONOTONIC, &a);
     for (i = 0; i < n; i++) {
         snprintf(props, sizeof props, "{\"seq\": %ld, \"amount\": 42.5}", i);
-        while (tattle_capture("order_placed", props) == TATTLE_ENOBUFS) {
+        while ((exceptions ? tattle_capture_exception("PaymentDeclined", props)
+                           : tattle_capture("order_placed", props)) == TATTLE_ENOBUFS) {
             struct timespec pause = {0, 50000};
             retries++;
             nanosleep(&pause, NULL);

@@ -53,6 +53,8 @@ def main():
                  env=dict(base, TATTLE_BUILD_DIR=BUILD))
     fleet = run("a fleet (bench/bench_fleet.py 200)", [sys.executable, os.path.join(HERE, "bench_fleet.py"), "200"],
                 env=dict(base, TATTLE_BUILD_DIR=BUILD))
+    sentry = run("delivery to Sentry on loopback (bench/bench_sentry.py)",
+                 [sys.executable, os.path.join(HERE, "bench_sentry.py")], env=dict(base, TATTLE_BUILD_DIR=BUILD))
     threads = run("every thread at a crash (bench/bench_threads.py)",
                   [sys.executable, os.path.join(HERE, "bench_threads.py")], env=dict(base, TATTLE_BUILD_DIR=BUILD))
 
@@ -87,6 +89,10 @@ def main():
         ("200 processes capturing: tattle processes", grab(r"tattle processes at peak\s+(\d+)", fleet), "<= 2"),
         ("200 processes capturing: their RSS", grab(r"resident memory at peak\s+([\d.]+ MiB)", fleet), "<= 40 MB"),
         ("200 crashes at once: all reaped after", grab(r"all reaped after\s+([\d.]+ s)", fleet), "<= 2 s"),
+        ("Sentry: crash-to-arrival on loopback", grab(r"Sentry: crash-to-arrival.*?\)\s+([\d.]+ ms)", sentry),
+         "< 100 ms"),
+        ("Sentry: handled exceptions/s", grab(r"Sentry: handled exceptions/s.*?\)\s+(\d+)", sentry),
+         "one envelope each"),
         ("10-thread crash to report, every thread", grab(r"all 10 threads.*crash to report: ([\d.]+ ms)", threads),
          "< 100 ms"),
     ]
