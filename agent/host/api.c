@@ -64,9 +64,14 @@ static char *thread_record_buf(void)
     return record_buf;
 }
 
-TATTLE_LOAD_PATH void tattle__api_enable(void)
+/* Sentry is the only server: custom events are analytics Sentry does not
+ * take, so each also becomes a breadcrumb of the errors that follow. */
+static int events_as_breadcrumbs;
+
+TATTLE_LOAD_PATH void tattle__api_enable(int custom_events_as_breadcrumbs)
 {
     process_id = tattle__sys_getpid();
+    events_as_breadcrumbs = custom_events_as_breadcrumbs;
     agent_enabled = 1;
 }
 
@@ -332,6 +337,8 @@ static int capture(const char *event, const char *distinct, const char *props)
         r = check_text(distinct, TATTLE_LIMIT_ID, 0);
     if (r == 0 && props)
         r = check_json(props, TATTLE_LIMIT_PROPERTIES, 1);
+    if (r == 0 && events_as_breadcrumbs)
+        (void)tattle__breadcrumbs_add("event", event, tattle__now_realtime_ns());
     return r ? r : put_record(TATTLE_REC_EVENT, event, distinct, props, NULL, NULL, 0);
 }
 

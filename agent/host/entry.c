@@ -134,7 +134,7 @@ static __attribute__((noinline)) void say_flusher_missing(const char *self, size
                          " (said once, until reboot)\n");
 }
 
-void tattle__api_enable(void);
+void tattle__api_enable(int custom_events_as_breadcrumbs);
 void tattle__api_after_fork(void);
 
 /* A process tag from the environment, as a JSON string. */
@@ -288,7 +288,7 @@ __attribute__((constructor)) static void tattle_load(void)
         if (lock != -1)
             tattle__link_start_spool_sender(lock);
     }
-    tattle__api_enable();
+    tattle__api_enable(config.sentry_enabled && !config.http_enabled);
     loaded = 1;
 }
 

@@ -9,7 +9,8 @@
  *   kill    SIGKILL itself               crash  write through NULL
  *   exec    exec /bin/sleep 2            fork   a child captures as many
  *   stdin   print "ready", wait for a line on stdin, exit
- * It prints one line: how many captures succeeded and failed.
+ * It prints one line: how many captures succeeded and failed. With
+ * EMITTER_EXCEPTIONS=1 the captures are handled exceptions "Burst".
  */
 #include <pthread.h>
 #include <signal.h>
@@ -32,7 +33,9 @@ static void capture_all(int thread)
     char props[96];
     for (i = 0; i < events_per_thread; i++) {
         snprintf(props, sizeof props, "{\"thread\": %d, \"seq\": %d, \"pid\": %d}", thread, i, (int)getpid());
-        if (tattle_capture("burst", props) == 0)
+        /* EMITTER_EXCEPTIONS=1: handled exceptions "Burst" instead. */
+        if ((getenv("EMITTER_EXCEPTIONS") ? tattle_capture_exception("Burst", props)
+                                          : tattle_capture("burst", props)) == 0)
             ok++;
         else
             err++;

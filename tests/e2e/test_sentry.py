@@ -120,6 +120,28 @@ def custom_events_are_not_sent_to_sentry(box, sentry):
 
 
 @with_sentry()
+def with_sentry_alone_custom_events_become_breadcrumbs(box, sentry):
+    r = h.run([EMITTER, "0", "3", "crash"], env=env_for(box, sentry), cwd=box.dir)
+    h.check_equal(r.signal, signal.SIGSEGV, "it died of SIGSEGV", r.stderr[-1500:])
+    h.check(sentry.wait_for(lambda s: s.events, 15), "the crash arrived")
+    crumbs = [(b.get("category"), b.get("message")) for b in sentry.events[0].get("breadcrumbs", [])]
+    h.check_equal(crumbs, [("event", "burst")] * 3, "the three custom events are the crash's breadcrumbs")
+    h.check_equal(len(sentry.events), 1, "and not events of their own")
+
+
+@with_sentry()
+def a_killed_hosts_errors_are_delivered(box, sentry):
+    """Handled exceptions of a host SIGKILLed right after capturing them."""
+    env = env_for(box, sentry, EMITTER_EXCEPTIONS=1)
+    r = h.run([EMITTER, "0", "5", "kill"], env=env, cwd=box.dir)
+    h.check_equal(r.signal, signal.SIGKILL, "it was SIGKILLed")
+    h.check(sentry.wait_for(lambda s: len(s.events) >= 5, 15), "its five exceptions arrived",
+            len(sentry.events))
+    h.check_equal(sorted(e["exception"]["values"][-1]["type"] for e in sentry.events), ["Burst"] * 5,
+                  "each once, as handled exceptions")
+
+
+@with_sentry()
 def both_destinations_one_down(box, sentry):
     """PostHog down, Sentry up: the crash reaches Sentry at once; PostHog's
     batch waits in its own queue."""
@@ -245,6 +267,8 @@ TESTS = {f.__name__: f for f in [
     a_handled_exception_is_an_error_with_its_breadcrumbs,
     a_crash_in_a_context_carries_user_session_and_tags,
     custom_events_are_not_sent_to_sentry,
+    with_sentry_alone_custom_events_become_breadcrumbs,
+    a_killed_hosts_errors_are_delivered,
     both_destinations_one_down,
     both_destinations_both_get_it,
     a_rate_limit_is_honoured_then_delivered,
