@@ -252,7 +252,9 @@ class Soak:
         if job.sinks in ("server", "both"):
             env.update(POSTHOG_API_KEY=KEY, POSTHOG_HOST=self.server.url)
         if job.sinks in ("file", "both"):
-            env["TATTLE_FILE"] = self.sb.events_path
+            # Every event must be in the file: past its bound (64 MB, a few
+            # minutes of soak) the file is rotated and the oldest go.
+            env.update(TATTLE_FILE=self.sb.events_path, TATTLE_FILE_MAX_MB="8192")
         if self.valgrind:
             env.update(TATTLE_CRASH_TIMEOUT_MS="60000", TATTLE_EXIT_TIMEOUT_MS="20000")
         return env
