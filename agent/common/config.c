@@ -272,6 +272,12 @@ TATTLE_LOAD_PATH static void load_spool(struct tattle_config *cfg, int warn, int
         per_destination(cfg);
 }
 
+static int has_setting(const char *name)
+{
+    const char *v = tattle__setting(name);
+    return v && *v;
+}
+
 /* Forget an earlier parse. Not done on the first (the struct is zeroed
  * static storage): at load time every page touched is a fault the host
  * pays for. */
@@ -308,7 +314,7 @@ TATTLE_LOAD_PATH void tattle__config_load(struct tattle_config *cfg, enum tattle
     load_file_path(cfg, warn, reader == TATTLE_CONFIG_FLUSHER);
     load_distinct_id(cfg, warn);
     load_http(cfg, warn);
-    load_spool(cfg, warn, reader == TATTLE_CONFIG_FLUSHER || cfg->http_enabled);
+    load_spool(cfg, warn, reader == TATTLE_CONFIG_FLUSHER || cfg->http_enabled || has_setting("SENTRY_DSN"));
     /* With a server configured, the local file is opt-in (TATTLE_FILE). */
     if ((cfg->http_enabled || cfg->sentry_enabled) && !cfg->file_explicit)
         cfg->file_path[0] = 0;

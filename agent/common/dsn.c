@@ -6,6 +6,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 static int fail(const char **why, const char *what)
 {
@@ -32,9 +33,9 @@ int tattle__dsn_parse(const char *dsn, struct tattle_dsn *d, const char **why)
     memset(d, 0, sizeof *d);
     if (!dsn || !*dsn)
         return fail(why, "empty");
-    if (!strncmp(dsn, "https://", 8))
+    if (!strncasecmp(dsn, "https://", 8))
         https = 1, scheme_len = 5;
-    else if (!strncmp(dsn, "http://", 7))
+    else if (!strncasecmp(dsn, "http://", 7))
         https = 0, scheme_len = 4;
     else
         return fail(why, "expected an http:// or https:// DSN");
@@ -47,15 +48,19 @@ int tattle__dsn_parse(const char *dsn, struct tattle_dsn *d, const char **why)
     if (!at || at == p)
         return fail(why, "no public key before '@'");
     key_len = strcspn(p, ":@");
-    if (key_len >= sizeof d->key)
+    if (key_len == 0)
+        return fail(why, "no public key before '@'");
+    if (key_len >= sizeof d->key || (size_t)(at - p) - key_len > sizeof d->secret)
         return fail(why, "the public key is too long");
     memcpy(d->key, p, key_len);
+    if (p[key_len] == ':')
+        memcpy(d->secret, p + key_len + 1, (size_t)(at - p) - key_len - 1);
     host = at + 1;
     if (!path)
         return fail(why, "no project id");
     host_end = host[0] == '[' ? memchr(host, ']', (size_t)(path - host)) : NULL;
     host_end = host_end ? host_end + 1 : host + strcspn(host, ":/");
-    if (host_end == host || host_end > path)
+    if (host_end == host || host_end > path || (*host_end != ':' && *host_end != '/'))
         return fail(why, "no host");
     if (*host_end == ':') {
         n = (size_t)(path - host_end - 1);

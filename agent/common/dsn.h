@@ -14,6 +14,7 @@
 
 struct tattle_dsn {
     char key[128];      /* the public key: secret in our sense, never printed */
+    char secret[128];   /* the deprecated secret key, "" without one */
     char url[1024];     /* {scheme}://{host}:{port}{path}/api/{project}/envelope/ */
     char project[64];
 };

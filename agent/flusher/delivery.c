@@ -136,6 +136,16 @@ static enum tattle_send_outcome send_batch(struct tattle_delivery *d, struct tat
             chunk = (chunk + 1) / 2;
             continue;
         }
+        if (res->outcome == TATTLE_SEND_REJECTED && chunk == 1 && left > 1) {
+            /* One event refused, others never tried: they go back to the
+             * queue as a batch of their own; this one is set aside with
+             * the batch file (never resent). */
+            unsigned dropped = 0;
+            if (tattle__spool_write(d->spool, b->body + off + n, b->len - off - n, left - 1, &dropped) == 0) {
+                tattle__spool_reject(d->spool, b);
+                return res->outcome;
+            }
+        }
         break;
     }
     if (left == 0)

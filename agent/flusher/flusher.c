@@ -171,23 +171,37 @@ static void start_sentry(struct flusher *f)
  * host to serve (no region, no doorbell), leaves the dropped-events count
  * to a flusher that has events to carry it, and runs one at a time per
  * spool. */
+/* Is descriptor 3 the sender lock of this queue, handed over by our host? */
+static int lock_handed(const struct tattle_spool *s)
+{
+    struct stat mine, handed;
+    return fstat(TATTLE_FLUSHER_FD_SHM, &handed) == 0 && S_ISREG(handed.st_mode) &&
+           fstatat(s->dirfd, ".sender.lock", &mine, AT_SYMLINK_NOFOLLOW) == 0 && mine.st_ino == handed.st_ino &&
+           mine.st_dev == handed.st_dev;
+}
+
 static int send_spool_only(struct flusher *f)
 {
     const char *key = tattle__config_api_key();
     struct tattle_delivery_hooks none = {0};
-    struct tattle_delivery *d;
-    struct stat st;
-    /* Our host took the queue's sender lock and handed it over as fd 3. */
-    int handed = fstat(TATTLE_FLUSHER_FD_SHM, &st) == 0 && S_ISREG(st.st_mode);
-    if (!f->cfg.http_enabled || !key || !f->cfg.spool_dir[0] ||
-        tattle__spool_open(&f->spool, f->cfg.spool_dir, f->cfg.spool_max_bytes) != 0 ||
-        (!handed && !tattle__spool_lock_sender(&f->spool)))
-        return 0;
+    struct tattle_delivery *d = NULL, *s = NULL;
+    /* Our host took the sender lock of a queue with batches and handed it
+     * over as fd 3; each other queue's we take if it is free. */
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    d = tattle__delivery_start(&f->cfg, &f->spool, &tattle__posthog_transport,
-                               tattle__posthog_open(f->cfg.posthog_host, key), &none);
+    if (f->cfg.http_enabled && key && f->cfg.spool_dir[0] &&
+        tattle__spool_open(&f->spool, f->cfg.spool_dir, f->cfg.spool_max_bytes) == 0 &&
+        (lock_handed(&f->spool) || tattle__spool_lock_sender(&f->spool)))
+        d = tattle__delivery_start(&f->cfg, &f->spool, &tattle__posthog_transport,
+                                   tattle__posthog_open(f->cfg.posthog_host, key), &none);
+    if (f->cfg.sentry_enabled && f->cfg.sentry_spool_dir[0] &&
+        tattle__spool_open(&f->sentry_spool, f->cfg.sentry_spool_dir, f->cfg.spool_max_bytes) == 0 &&
+        (lock_handed(&f->sentry_spool) || tattle__spool_lock_sender(&f->sentry_spool)))
+        s = tattle__delivery_start(&f->cfg, &f->sentry_spool, &tattle__sentry_transport,
+                                   tattle__sentry_open(tattle__setting("SENTRY_DSN")), &none);
     if (d)
         tattle__delivery_finish(d, f->cfg.linger_ms, NULL);
+    if (s)
+        tattle__delivery_finish(s, d ? 0 : f->cfg.linger_ms, NULL);
     curl_global_cleanup();
     return 0;
 }
@@ -411,10 +425,16 @@ int main(int argc, char **argv)
     f.listen_fd = -1;
     if (f.delivery && f.spool_dropped)
         tattle__spool_save_dropped(&f.spool, f.spool_dropped);
-    if (f.delivery)
-        tattle__delivery_finish(f.delivery, shared ? 0 : f.cfg.linger_ms, NULL);
-    if (f.sentry)
-        tattle__delivery_finish(f.sentry, shared ? 0 : f.cfg.linger_ms, NULL);
+    {
+        /* One linger window for both destinations, not one each. */
+        uint64_t until = tattle__now_monotonic_ms() + (uint64_t)(shared ? 0 : f.cfg.linger_ms);
+        if (f.delivery)
+            tattle__delivery_finish(f.delivery, shared ? 0 : f.cfg.linger_ms, NULL);
+        if (f.sentry) {
+            uint64_t now = tattle__now_monotonic_ms();
+            tattle__delivery_finish(f.sentry, now < until ? (int)(until - now) : 0, NULL);
+        }
+    }
     free(f.sentry_batch);
     tattle__clients_free_all(&f);
     tattle__symbolizer_forget_files();

@@ -287,6 +287,11 @@ __attribute__((constructor)) static void tattle_load(void)
         int lock = take_sender_lock(config.spool_dir);
         if (lock != -1)
             tattle__link_start_spool_sender(lock);
+    } else if (config.sentry_enabled && config.sentry_spool_dir[0] &&
+               tattle__dir_has_suffix(config.sentry_spool_dir, ".batch") > 0) {
+        int lock = take_sender_lock(config.sentry_spool_dir);
+        if (lock != -1)
+            tattle__link_start_spool_sender(lock);
     }
     tattle__api_enable(config.sentry_enabled && !config.http_enabled);
     loaded = 1;

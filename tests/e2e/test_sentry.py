@@ -37,8 +37,9 @@ def with_sentry(**opts):
 
 
 def env_for(box, sentry, **extra):
-    return box.agent_env(SENTRY_DSN=sentry.dsn, TATTLE_SPOOL_DIR=os.path.join(box.dir, "spool"),
-                         TATTLE_LINGER_MS=2000, **extra)
+    settings = dict(SENTRY_DSN=sentry.dsn, TATTLE_SPOOL_DIR=os.path.join(box.dir, "spool"), TATTLE_LINGER_MS=2000)
+    settings.update(extra)
+    return box.agent_env(**settings)
 
 
 def crash(box, env, verb="null"):
@@ -213,6 +214,46 @@ def an_event_too_large_is_set_aside(box, sentry):
     h.check_equal(len(sentry.requests), 1, "and not resent")
 
 
+@with_sentry(fail_first=1, fail_status=400)
+def one_refused_event_leaves_the_others(box, sentry):
+    """A 400 for one event: it is set aside; the events after it in its
+    batch, never tried, still go."""
+    env = env_for(box, sentry, EMITTER_EXCEPTIONS=1)
+    r = h.run([EMITTER, "0", "5", "kill"], env=env, cwd=box.dir)
+    h.check_equal(r.signal, signal.SIGKILL, "it was SIGKILLed")
+    h.check(sentry.wait_for(lambda s: len(s.events) >= 4, 15), "the four others arrived",
+            [q["status"] for q in sentry.requests])
+    rejected = glob.glob(os.path.join(box.dir, "spool", "sentry-*", "*.rejected"))
+    h.check_equal(len(rejected), 1, "the refused one is set aside")
+
+
+@with_sentry(ok_headers=(("X-Sentry-Rate-Limits", "30:transaction;replay:organization"),))
+def a_limit_on_other_categories_does_not_hold_errors(box, sentry):
+    env = env_for(box, sentry)
+    crash(box, env)
+    h.check(sentry.wait_for(lambda s: len(s.events) == 1, 15), "the first crash arrived")
+    crash(box, env)
+    h.check(sentry.wait_for(lambda s: len(s.events) == 2, 10), "the second too: transactions are limited, not errors")
+
+
+@with_sentry(always=503)
+def a_waiting_sentry_queue_is_sent_by_the_next_process(box, sentry):
+    """Sentry alone, down when a crash happened: the next process that
+    starts (and captures nothing) has the waiting batch sent."""
+    env = env_for(box, sentry, TATTLE_LINGER_MS=300)
+    crash(box, env)
+    h.check(sentry.wait_for(lambda s: s.requests, 15), "the server was asked, and failed")
+    deadline = time.monotonic() + 10
+    while h.flusher_pids(lambda pid: h.environ_has(pid, "SENTRY_DSN=" + sentry.dsn)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    h.check(glob.glob(os.path.join(box.dir, "spool", "sentry-*", "*.batch")), "the crash waits in the queue")
+    sentry.always = None
+    sentry.fail_first = 0
+    h.run(["/bin/true"], env=env, cwd=box.dir)
+    h.check(sentry.wait_for(lambda s: s.events, 15), "delivered once the server is back",
+            [q["status"] for q in sentry.requests])
+
+
 @with_sentry(always=401)
 def a_refused_key_keeps_the_event(box, sentry):
     r = crash(box, env_for(box, sentry))
@@ -273,6 +314,9 @@ TESTS = {f.__name__: f for f in [
     both_destinations_both_get_it,
     a_rate_limit_is_honoured_then_delivered,
     a_refused_key_keeps_the_event,
+    one_refused_event_leaves_the_others,
+    a_limit_on_other_categories_does_not_hold_errors,
+    a_waiting_sentry_queue_is_sent_by_the_next_process,
     a_rate_limit_on_an_accepted_request_holds_the_next,
     an_event_too_large_is_set_aside,
     the_key_is_in_no_file_or_command_line,

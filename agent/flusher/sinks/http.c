@@ -37,15 +37,37 @@ static size_t discard_body(char *p, size_t size, size_t n, void *arg)
     return h->body_seen > BODY_MAX ? 0 : size * n;
 }
 
-/* The longest wait any of "seconds:categories:..." items names (Sentry
- * holds categories; an event we spool is held by any of them). */
+/* Does an item's category list ("a;b;c" up to the next ':' or ',') hold
+ * errors? An empty list holds every category. */
+static int holds_errors(const char *c)
+{
+    size_t n = strcspn(c, ":,");
+    if (n == 0)
+        return 1;
+    while (n > 0) {
+        size_t k = strcspn(c, ";:,");
+        if ((k == 5 && !strncmp(c, "error", 5)) || (k == 7 && !strncmp(c, "default", 7)))
+            return 1;
+        if (k >= n)
+            break;
+        c += k + 1;
+        n -= k + 1;
+    }
+    return 0;
+}
+
+/* The longest wait of the "seconds:categories:scope" items of
+ * X-Sentry-Rate-Limits that hold error events (the only ones we send). */
 static long rate_limits_ms(const char *v)
 {
     long most = -1;
     while (*v) {
         char *end;
-        double secs = strtod(v, &end);
-        if (end != v && secs >= 0 && secs * 1000 > most)
+        double secs;
+        while (*v == ' ')
+            v++;
+        secs = strtod(v, &end);
+        if (end != v && *end == ':' && holds_errors(end + 1) && secs >= 0 && secs * 1000 > most)
             most = secs > 3600 ? 3600000 : (long)(secs * 1000);
         v = strchr(v, ',');
         if (!v)

@@ -29,12 +29,12 @@ struct tattle_sentry *tattle__sentry_open(const char *dsn_text)
 {
     struct tattle_dsn dsn;
     struct tattle_sentry *s;
-    char auth[256];
+    char auth[512];
     const char *headers[] = {"Content-Type: application/x-sentry-envelope", auth, NULL};
     if (!dsn_text || tattle__dsn_parse(dsn_text, &dsn, NULL) != 0 || !(s = calloc(1, sizeof *s)))
         return NULL;
-    snprintf(auth, sizeof auth, "X-Sentry-Auth: Sentry sentry_key=%s, sentry_version=7, sentry_client=tattle/%s",
-             dsn.key, TATTLE_VERSION);
+    snprintf(auth, sizeof auth, "X-Sentry-Auth: Sentry sentry_key=%s, sentry_version=7, sentry_client=tattle/%s%s%s",
+             dsn.key, TATTLE_VERSION, dsn.secret[0] ? ", sentry_secret=" : "", dsn.secret);
     s->http = tattle__http_open(dsn.url, headers);
     memset(auth, 0, sizeof auth);
     memset(&dsn, 0, sizeof dsn);
@@ -84,6 +84,9 @@ static void send_sentry(void *p, const char *lines, size_t len, unsigned count, 
         memcpy(body, env, n);
     free(env);
     tattle__http_post(s->http, body ? n : 0, timeout_ms, res);
+    /* A 429 that names no wait: Sentry's SDKs wait 60 s. */
+    if (res->status == 429 && res->retry_after_ms <= 0)
+        res->retry_after_ms = 60000;
     /* X-Sentry-Rate-Limits holds what follows, whatever the status. */
     if (res->retry_after_ms > 0)
         s->hold_until_ms = now_ms() + (uint64_t)res->retry_after_ms;
