@@ -154,6 +154,10 @@ def both_destinations_one_down(box, sentry):
     posthog_batches = glob.glob(os.path.join(box.dir, "spool", "posthog-*", "*.batch"))
     h.check_equal(len(posthog_batches), 1, "PostHog's batch waits in PostHog's queue",
                   os.listdir(os.path.join(box.dir, "spool")))
+    # The batch file goes once the answer is read, just after the arrival.
+    deadline = time.monotonic() + 10
+    while glob.glob(os.path.join(box.dir, "spool", "sentry-*", "*.batch")) and time.monotonic() < deadline:
+        time.sleep(0.05)
     sentry_batches = glob.glob(os.path.join(box.dir, "spool", "sentry-*", "*.batch"))
     h.check_equal(sentry_batches, [], "Sentry's queue is empty once delivered")
 
