@@ -22,8 +22,15 @@ BUILD = os.path.abspath(os.environ.get("TATTLE_BUILD_DIR", os.path.join(os.path.
 AGENT = os.path.join(BUILD, "libtattle.so")
 
 
+def posthog_events(body):
+    return json.loads(body)["batch"]
+
+
 class Receiver:
-    def __init__(self):
+    """Takes every request; parse(json body) gives its events (PostHog's
+    batch by default; bench_sentry.py passes an envelope's one event)."""
+
+    def __init__(self, parse=posthog_events):
         self.lock = threading.Lock()
         self.events = 0
         self.requests = []  # (arrival realtime, count, wire bytes, json bytes, first event's timestamp)
@@ -41,7 +48,7 @@ class Receiver:
                 raw = self.rfile.read(int(self.headers["Content-Length"]))
                 now = time.time()
                 body = gzip.decompress(raw)
-                batch = json.loads(body)["batch"]
+                batch = parse(body)
                 with outer.lock:
                     outer.events += len(batch)
                     # Keep no parsed events: holding 100k of them makes
@@ -85,12 +92,12 @@ def iso_to_epoch(ts):
     return time.mktime(t) - time.timezone + int(ts[20:23]) / 1000.0
 
 
-def crash_to_arrival(rx, tmp, reps=9):
+def crash_to_arrival(rx, tmp, reps=9, env=env_for):
     """From the crash (the event's timestamp, ms) to the request's arrival."""
     out = []
     for _ in range(reps):
         rx.reset()
-        subprocess.run([os.path.join(BUILD, "tests", "crasher"), "null"], env=env_for(rx, tmp),
+        subprocess.run([os.path.join(BUILD, "tests", "crasher"), "null"], env=env(rx, tmp),
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp)
         rx.wait_events(1, 30)
         with rx.lock:
@@ -99,12 +106,14 @@ def crash_to_arrival(rx, tmp, reps=9):
     return statistics.median(out), min(out), max(out)
 
 
-def throughput(rx, tmp, n=100000, reps=3):
+def throughput(rx, tmp, n=100000, reps=3, env=env_for, kind=()):
+    """Events per second, flood.c to the receiver; kind ("exceptions",) picks
+    what flood.c captures."""
     rates = []
     for _ in range(reps):
         rx.reset()
         t0 = time.monotonic()
-        p = subprocess.Popen([os.path.join(BUILD, "bench", "flood"), str(n)], env=env_for(rx, tmp),
+        p = subprocess.Popen([os.path.join(BUILD, "bench", "flood"), str(n)] + list(kind), env=env(rx, tmp),
                              stdout=subprocess.PIPE, text=True)
         ok = rx.wait_events(n, 300)
         elapsed = time.monotonic() - t0

@@ -14,22 +14,15 @@ Retry-After and X-Sentry-Rate-Limits headers), or always.
 import gzip
 import json
 import re
-import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from posthog_standin import free_port  # noqa: F401 (test_sentry takes it from here too)
+
 
 class Violation(Exception):
     pass
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def parse_envelope(body):
