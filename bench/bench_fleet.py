@@ -79,7 +79,8 @@ def pending_spool(tmp):
                    stdout=subprocess.DEVNULL, check=True)
     wait_no_flushers()
     out = subprocess.run([os.path.join(BUILD, "bench", "bench_startup"), AGENT,
-                          os.path.join(BUILD, "bench", "libnoop_preload.so"), "/bin/true"],
+                          os.path.join(BUILD, "bench", "libnoop_preload.so"),
+                          os.path.join(BUILD, "bench", "libhandler_preload.so"), "/bin/true"],
                          env=env, capture_output=True, text=True, check=True).stdout
     print("/bin/true with a batch waiting and the server down:")
     for line in out.splitlines()[1:]:

@@ -1,16 +1,21 @@
 /* bench_startup.c - what preloading the agent adds to a process's start.
  *
- *   bench_startup AGENT NOOP_PRELOAD PROGRAM...
+ *   bench_startup AGENT NOOP_PRELOAD HANDLER_PRELOAD PROGRAM...
  *
- * Each PROGRAM runs many times under four preloads, interleaved run by run
- * (and in a rotating order) so that the machine's drift falls on all four
+ * Each PROGRAM runs many times under five preloads, interleaved run by run
+ * (and in a rotating order) so that the machine's drift falls on all five
  * alike: none, a do-nothing preloaded object (the loader's own price), the
- * agent with TATTLE_DISABLE=1 (loading it), and the agent. Each round
- * gives a mean per run; the figures are medians over rounds, and the
- * overheads are ratios to the do-nothing preload within each round.
+ * floor for a crash agent (an object that installs the same seven handlers
+ * and an alternate stack, and nothing else), the agent with
+ * TATTLE_DISABLE=1, and the agent. Each round gives the median run of
+ * each (robust to the runs the machine interrupts); the figures are
+ * medians over rounds, and the overheads are ratios to the do-nothing
+ * preload and to the floor within each round, with the lowest and highest
+ * round beside them. The benchmark and its children run on one CPU.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <sched.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,13 +24,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#define ROUNDS 9
-#define RUNS 100
+#define ROUNDS 11
+#define RUNS 200
 #define MAX_ENV 512
 
-enum { NONE, NOOP, DISABLED, AGENT, VARIANTS };
-static const char *variant_names[VARIANTS] = {"no preload", "do-nothing preload", "agent, TATTLE_DISABLE=1",
-                                              "agent"};
+enum { NONE, NOOP, HANDLER, DISABLED, AGENT, VARIANTS };
+static const char *variant_names[VARIANTS] = {"no preload", "do-nothing preload", "handler-only preload",
+                                              "agent, TATTLE_DISABLE=1", "agent"};
 
 static char **variant_env[VARIANTS];
 
@@ -86,51 +91,70 @@ static double median(double *v, int n)
 static void bench_program(const char *program, posix_spawn_file_actions_t *fa)
 {
     char *argv[] = {(char *)program, NULL};
-    double mean[VARIANTS][ROUNDS], ratio[VARIANTS][ROUNDS];
+    double mean[VARIANTS][ROUNDS], ratio[VARIANTS][ROUNDS], floor_ratio[VARIANTS][ROUNDS];
     int r, i, v;
     for (v = 0; v < VARIANTS; v++) /* warm the page cache */
         run_once(argv, variant_env[v], fa);
     for (r = 0; r < ROUNDS; r++) {
-        double sum[VARIANTS] = {0};
+        static double t[VARIANTS][RUNS];
+        double mid[VARIANTS];
         for (i = 0; i < RUNS; i++)
             for (v = 0; v < VARIANTS; v++) {
                 int which = (v + i) % VARIANTS; /* rotate the order */
-                sum[which] += run_once(argv, variant_env[which], fa);
+                t[which][i] = run_once(argv, variant_env[which], fa);
             }
+        /* The median run of each: a run the machine interrupted (this is
+         * a VM) moves a mean by whole percents, a median not at all. */
+        for (v = 0; v < VARIANTS; v++)
+            mid[v] = median(t[v], RUNS);
         for (v = 0; v < VARIANTS; v++) {
-            mean[v][r] = sum[v] / RUNS;
-            ratio[v][r] = sum[v] / sum[NOOP];
+            mean[v][r] = mid[v];
+            ratio[v][r] = mid[v] / mid[NOOP];
+            floor_ratio[v][r] = mid[v] / mid[HANDLER];
         }
     }
-    printf("%s: %d rounds of %d runs of each, interleaved\n", program, ROUNDS, RUNS);
+    printf("%s: %d rounds of %d runs of each, interleaved, median run per round\n", program, ROUNDS, RUNS);
     for (v = 0; v < VARIANTS; v++) {
         double us = median(mean[v], ROUNDS), over = (median(ratio[v], ROUNDS) - 1) * 100;
         printf("  %-26s %7.0f us per run", variant_names[v], us);
         if (v != NOOP)
             printf("   %+6.1f%% vs do-nothing preload (rounds: %+.1f%% to %+.1f%%)", over,
                    (ratio[v][0] - 1) * 100, (ratio[v][ROUNDS - 1] - 1) * 100);
+        if (v > HANDLER) {
+            double f = (median(floor_ratio[v], ROUNDS) - 1) * 100;
+            printf("   %+6.1f%% vs handler-only preload (rounds: %+.1f%% to %+.1f%%)", f,
+                   (floor_ratio[v][0] - 1) * 100, (floor_ratio[v][ROUNDS - 1] - 1) * 100);
+        }
         printf("\n");
     }
 }
 
 int main(int argc, char **argv)
 {
-    static char agent_preload[4096], noop_preload[4096];
+    static char agent_preload[4096], noop_preload[4096], handler_preload[4096];
     posix_spawn_file_actions_t fa;
     int i;
-    if (argc < 4) {
-        fprintf(stderr, "usage: bench_startup AGENT NOOP_PRELOAD PROGRAM...\n");
+    if (argc < 5) {
+        fprintf(stderr, "usage: bench_startup AGENT NOOP_PRELOAD HANDLER_PRELOAD PROGRAM...\n");
         return 2;
     }
     snprintf(agent_preload, sizeof agent_preload, "LD_PRELOAD=%s", argv[1]);
     snprintf(noop_preload, sizeof noop_preload, "LD_PRELOAD=%s", argv[2]);
+    snprintf(handler_preload, sizeof handler_preload, "LD_PRELOAD=%s", argv[3]);
     variant_env[NONE] = make_env(NULL, NULL);
     variant_env[NOOP] = make_env(noop_preload, NULL);
+    variant_env[HANDLER] = make_env(handler_preload, NULL);
     variant_env[DISABLED] = make_env(agent_preload, "TATTLE_DISABLE=1");
     variant_env[AGENT] = make_env(agent_preload, NULL);
+    {   /* one CPU (the last): no migration between fork and exec */
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(sysconf(_SC_NPROCESSORS_ONLN) - 1, &set);
+        (void)sched_setaffinity(0, sizeof set, &set);
+    }
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-    for (i = 3; i < argc; i++)
+    for (i = 4; i < argc; i++)
         bench_program(argv[i], &fa);
     return 0;
 }

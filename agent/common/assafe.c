@@ -187,6 +187,61 @@ int tattle__streq(const char *a, const char *b)
     return *a == *b;
 }
 
+int tattle__caseeq(const char *a, const char *b)
+{
+    for (;; a++, b++) {
+        char x = *a >= 'A' && *a <= 'Z' ? (char)(*a + 32) : *a;
+        char y = *b >= 'A' && *b <= 'Z' ? (char)(*b + 32) : *b;
+        if (x != y)
+            return 0;
+        if (!x)
+            return 1;
+    }
+}
+
+int tattle__concat(char *dst, size_t cap, const char *a, const char *b, const char *c)
+{
+    const char *parts[3] = {a, b, c};
+    size_t n = 0, want = 0;
+    int i;
+    for (i = 0; i < 3; i++) {
+        want += tattle__strlen(parts[i]);
+        if (n < cap)
+            n += tattle__strlcpy(dst + n, parts[i], cap - n);
+    }
+    return want < cap ? 0 : -1;
+}
+
+int tattle__parse_long(const char *s, long *out)
+{
+    unsigned long v = 0, limit;
+    int neg = 0;
+    if (*s == '-' || *s == '+')
+        neg = *s++ == '-';
+    if (!*s)
+        return -1;
+    limit = neg ? (unsigned long)LONG_MAX + 1 : (unsigned long)LONG_MAX;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9' || v > (limit - (unsigned long)(*s - '0')) / 10)
+            return -1;
+        v = v * 10 + (unsigned long)(*s - '0');
+    }
+    *out = neg ? (long)(0 - v) : (long)v;
+    return 0;
+}
+
+void tattle__say(const char *a, const char *b, const char *c, const char *d, const char *e)
+{
+    const char *parts[5] = {a, b, c, d, e};
+    char line[640];
+    size_t n = 0;
+    int i;
+    for (i = 0; i < 5; i++)
+        n += tattle__strlcpy(line + n, parts[i], sizeof line - 1 - n);
+    line[n++] = '\n';
+    (void)tattle__write_bounded(2, line, n, 200);
+}
+
 int tattle__strneq(const char *a, const char *b, size_t n)
 {
     size_t i;

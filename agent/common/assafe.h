@@ -15,6 +15,31 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+/* A system call made here, without libc: what loading needs goes through
+ * no lazily bound function (the first call of each costs the process a
+ * symbol lookup) and sets no errno. Returns the kernel's answer (-errno on
+ * failure). x86_64. */
+static inline long tattle__raw_syscall4(long nr, long a, long b, long c, long d)
+{
+    long ret;
+    register long r10 __asm__("r10") = d;
+    __asm__ volatile("syscall" : "=a"(ret) : "a"(nr), "D"(a), "S"(b), "d"(c), "r"(r10) : "rcx", "r11", "memory");
+    return ret;
+}
+
+static inline long tattle__raw_syscall6(long nr, long a, long b, long c, long d, long e, long f)
+{
+    long ret;
+    register long r10 __asm__("r10") = d;
+    register long r8 __asm__("r8") = e;
+    register long r9 __asm__("r9") = f;
+    __asm__ volatile("syscall"
+                     : "=a"(ret)
+                     : "a"(nr), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
+                     : "rcx", "r11", "memory");
+    return ret;
+}
+
 pid_t tattle__sys_gettid(void);
 pid_t tattle__sys_getpid(void);
 int tattle__sys_tgkill(pid_t pid, pid_t tid, int sig);
@@ -51,6 +76,16 @@ size_t tattle__fmt_hex(char *buf, uint64_t v); /* "0x..." */
 size_t tattle__strlcpy(char *dst, const char *src, size_t cap);
 size_t tattle__strlen(const char *s);
 int tattle__streq(const char *a, const char *b);
+/* ASCII only, whatever the locale. */
+int tattle__caseeq(const char *a, const char *b);
+/* dst = a b c (NULLs skipped), always terminated. Returns 0, or -1 when it
+ * did not fit (dst then holds what fitted). */
+int tattle__concat(char *dst, size_t cap, const char *a, const char *b, const char *c);
+/* A decimal integer, optionally signed, and nothing else: 0, or -1. */
+int tattle__parse_long(const char *s, long *out);
+/* One line on stderr made of the given parts (NULLs skipped), in one
+ * write; nothing under tattle__stderr_quiet. */
+void tattle__say(const char *a, const char *b, const char *c, const char *d, const char *e);
 int tattle__strneq(const char *a, const char *b, size_t n);
 
 /* Move a descriptor to >= 700 with FD_CLOEXEC, out of the range hosts use
@@ -83,6 +118,12 @@ int tattle__key_once(_Atomic int *state, pthread_key_t *key, void (*dtor)(void *
  * small statics that loading writes share a page or two instead of each
  * costing the host a page fault of its own. */
 #define TATTLE_LARGE_STATIC __attribute__((aligned(4096)))
+
+/* Small statics the constructor writes: placed in .data, right after the
+ * GOT that the loader's relocations have already dirtied, so that loading
+ * writes no page of its own. Keep their sum under about 2.5 KiB (the rest
+ * of that page): bench/bench_startup counts the cost. */
+#define TATTLE_LOAD_DATA __attribute__((section(".data.tattle_load")))
 
 /* Functions the constructor runs in every process: grouped on a few pages
  * of their own (.text.hot), so that loading faults in fewer code pages. */

@@ -1,16 +1,17 @@
 /* config.c - parsing settings and their defaults (see config.h; where the
  * text comes from is settings.c).
  *
- * Signal context: NO.
+ * Signal context: YES. A crash may be the first thing a host asks of the
+ * agent, and the crash handler then parses the configuration: plain loops,
+ * system calls and write(2) only (no stdio, no allocation, no locale).
  */
 #include "config.h"
 #include "dsn.h"
 #include "assafe.h"
+#include "json.h"
 #include "settings.h"
 
 #include <errno.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -18,8 +19,13 @@
 
 static void warn_once(int warn, const char *name, const char *value, const char *why)
 {
-    if (warn)
-        fprintf(stderr, "tattle: ignoring %s=\"%.64s\": %s\n", name, value, why);
+    char shown[72];
+    size_t n;
+    if (!warn)
+        return;
+    n = tattle__strlcpy(shown, value, 65); /* as "%.64s" */
+    tattle__strlcpy(shown + n, "\": ", sizeof shown - n);
+    tattle__say("tattle: ignoring ", name, "=\"", shown, why);
 }
 
 /* A boolean: 1/0, true/false, yes/no, on/off. */
@@ -28,9 +34,9 @@ TATTLE_LOAD_PATH static int env_bool(const char *name, int def, int warn)
     const char *v = tattle__setting(name);
     if (!v || !*v)
         return def;
-    if (!strcmp(v, "1") || !strcasecmp(v, "true") || !strcasecmp(v, "yes") || !strcasecmp(v, "on"))
+    if (!strcmp(v, "1") || tattle__caseeq(v, "true") || tattle__caseeq(v, "yes") || tattle__caseeq(v, "on"))
         return 1;
-    if (!strcmp(v, "0") || !strcasecmp(v, "false") || !strcasecmp(v, "no") || !strcasecmp(v, "off"))
+    if (!strcmp(v, "0") || tattle__caseeq(v, "false") || tattle__caseeq(v, "no") || tattle__caseeq(v, "off"))
         return 0;
     warn_once(warn, name, v, def ? "expected 0 or 1; using 1" : "expected 0 or 1; using 0");
     return def;
@@ -39,15 +45,22 @@ TATTLE_LOAD_PATH static int env_bool(const char *name, int def, int warn)
 TATTLE_LOAD_PATH static int env_int(const char *name, int def, int lo, int hi, int warn)
 {
     const char *v = tattle__setting(name);
-    char *end;
     long n;
     if (!v || !*v)
         return def;
-    errno = 0;
-    n = strtol(v, &end, 10);
-    if (errno || *end || n < lo || n > hi) {
-        char why[96];
-        snprintf(why, sizeof why, "expected an integer from %d to %d; using %d", lo, hi, def);
+    if (tattle__parse_long(v, &n) != 0 || n < lo || n > hi) {
+        char why[96], a[24], b[24], c[24];
+        struct tattle_out o = {why, sizeof why - 1, 0, 0};
+        tattle__fmt_i64(a, lo);
+        tattle__fmt_i64(b, hi);
+        tattle__fmt_i64(c, def);
+        tattle__out_str(&o, "expected an integer from ");
+        tattle__out_str(&o, a);
+        tattle__out_str(&o, " to ");
+        tattle__out_str(&o, b);
+        tattle__out_str(&o, "; using ");
+        tattle__out_str(&o, c);
+        why[o.len] = 0;
         warn_once(warn, name, v, why);
         return def;
     }
@@ -69,18 +82,17 @@ TATTLE_LOAD_PATH int tattle__config_state_dir(char *buf, size_t cap)
     const char *own = tattle__setting("TATTLE_STATE_DIR");
     const char *xdg = tattle__setting("XDG_STATE_HOME");
     const char *home = tattle__setting("HOME");
-    int n;
+    char uid[24];
     if (own && own[0] == '/')
-        n = snprintf(buf, cap, "%s", own);
-    else if (tattle__settings_secure())
-        n = snprintf(buf, cap, "%s/%u", TATTLE_SYSTEM_STATE_DIR, (unsigned)geteuid());
-    else if (xdg && xdg[0] == '/')
-        n = snprintf(buf, cap, "%s/tattle", xdg);
-    else if (usable_home(home))
-        n = snprintf(buf, cap, "%s/.local/state/tattle", home);
-    else /* nobody, www-data, root with HOME=/: the system's per-uid place */
-        n = snprintf(buf, cap, "%s/%u", TATTLE_SYSTEM_STATE_DIR, (unsigned)geteuid());
-    return (n > 0 && (size_t)n < cap) ? 0 : -1;
+        return tattle__concat(buf, cap, own, NULL, NULL);
+    if (!tattle__settings_secure() && xdg && xdg[0] == '/')
+        return tattle__concat(buf, cap, xdg, "/tattle", NULL);
+    if (!tattle__settings_secure() && usable_home(home))
+        return tattle__concat(buf, cap, home, "/.local/state/tattle", NULL);
+    /* secure execution, or nobody, www-data, root with HOME=/: the
+     * system's per-uid place */
+    tattle__fmt_u64(uid, (uint64_t)geteuid());
+    return tattle__concat(buf, cap, TATTLE_SYSTEM_STATE_DIR "/", uid, NULL);
 }
 
 /* out = <state dir><leaf>, or "" when there is none or it is too long.
@@ -147,11 +159,14 @@ static const char *authority(const char *url, const char **end)
 void tattle__config_url_shown(const char *url, char *out, size_t cap)
 {
     const char *end, *a = authority(url, &end), *at = memchr(a, '@', (size_t)(end - a));
+    size_t n = (size_t)(a - url);
     if (!at) {
-        snprintf(out, cap, "%s", url);
+        tattle__strlcpy(out, url, cap);
         return;
     }
-    snprintf(out, cap, "%.*s%s", (int)(a - url), url, at + 1);
+    tattle__strlcpy(out, url, n + 1 < cap ? n + 1 : cap);
+    if (n + 1 < cap)
+        tattle__strlcpy(out + n, at + 1, cap - n);
 }
 
 int tattle__config_url_is_loopback(const char *url)
@@ -176,8 +191,8 @@ TATTLE_LOAD_PATH static void load_http(struct tattle_config *cfg, int warn)
         return;
     if (!tattle__config_api_key()) {
         if (warn)
-            fprintf(stderr, "tattle: ignoring POSTHOG_API_KEY: not a printable token of at most %d bytes;"
-                            " events stay local\n", TATTLE_API_KEY_MAX);
+            tattle__say("tattle: ignoring POSTHOG_API_KEY: not a printable token of at most 256 bytes;"
+                        " events stay local", NULL, NULL, NULL, NULL);
         return;
     }
     if (!host || !*host) {
@@ -193,8 +208,8 @@ TATTLE_LOAD_PATH static void load_http(struct tattle_config *cfg, int warn)
         cfg->posthog_host[--n] = 0;
     tattle__config_url_shown(cfg->posthog_host, cfg->posthog_host_shown, sizeof cfg->posthog_host_shown);
     if (warn && !strncmp(host, "http://", 7) && !tattle__config_url_is_loopback(cfg->posthog_host))
-        fprintf(stderr, "tattle: POSTHOG_HOST %s is plain http: the API key and events travel unencrypted\n",
-                cfg->posthog_host_shown);
+        tattle__say("tattle: POSTHOG_HOST ", cfg->posthog_host_shown,
+                    " is plain http: the API key and events travel unencrypted", NULL, NULL);
     cfg->http_enabled = 1;
 }
 
@@ -220,6 +235,16 @@ TATTLE_LOAD_PATH static void load_spool_base(struct tattle_config *cfg, int warn
  * is only ever sent where, and with the key, it was captured for: the
  * queue's name is a 64-bit FNV-1a hash of the host and the key (the key
  * itself is never in a file name). */
+/* 16 lowercase hex digits, as %016llx. */
+static void hex16(char out[17], uint64_t h)
+{
+    static const char digits[] = "0123456789abcdef";
+    int i;
+    for (i = 15; i >= 0; i--, h >>= 4)
+        out[i] = digits[h & 15];
+    out[16] = 0;
+}
+
 TATTLE_LOAD_PATH static void per_destination(struct tattle_config *cfg)
 {
     const char *key = tattle__config_api_key(), *p;
@@ -230,8 +255,11 @@ TATTLE_LOAD_PATH static void per_destination(struct tattle_config *cfg)
     h = (h ^ '\n') * 1099511628211ull;
     for (p = key ? key : ""; *p; p++)
         h = (h ^ (unsigned char)*p) * 1099511628211ull;
-    if (n && n + 26 < sizeof cfg->spool_dir)
-        snprintf(cfg->spool_dir + n, sizeof cfg->spool_dir - n, "/posthog-%016llx", (unsigned long long)h);
+    if (n && n + 26 < sizeof cfg->spool_dir) {
+        char hex[17];
+        hex16(hex, h);
+        tattle__concat(cfg->spool_dir + n, sizeof cfg->spool_dir - n, "/posthog-", hex, NULL);
+    }
 }
 
 /* SENTRY_DSN: checked (never echoed); its queue beside PostHog's, named by
@@ -246,21 +274,24 @@ static __attribute__((noinline)) void load_sentry(struct tattle_config *cfg, int
         return;
     if (tattle__dsn_parse(v, &dsn, &why) != 0) {
         if (warn)
-            fprintf(stderr, "tattle: ignoring SENTRY_DSN: %s; events are not sent to Sentry\n", why);
+            tattle__say("tattle: ignoring SENTRY_DSN: ", why, "; events are not sent to Sentry", NULL, NULL);
         return;
     }
-    snprintf(cfg->sentry_url, sizeof cfg->sentry_url, "%s", dsn.url);
+    tattle__strlcpy(cfg->sentry_url, dsn.url, sizeof cfg->sentry_url);
     if (warn && !strncmp(dsn.url, "http://", 7) && !tattle__config_url_is_loopback(dsn.url))
-        fprintf(stderr, "tattle: SENTRY_DSN is plain http: its key and events travel unencrypted\n");
+        tattle__say("tattle: SENTRY_DSN is plain http: its key and events travel unencrypted", NULL, NULL, NULL,
+                    NULL);
     for (p = dsn.url; *p; p++)
         h = (h ^ (unsigned char)*p) * 1099511628211ull;
     h = (h ^ '\n') * 1099511628211ull;
     for (p = dsn.key; *p; p++)
         h = (h ^ (unsigned char)*p) * 1099511628211ull;
     n = strlen(cfg->spool_dir);
-    if (n && n + 26 < sizeof cfg->sentry_spool_dir)
-        snprintf(cfg->sentry_spool_dir, sizeof cfg->sentry_spool_dir, "%s/sentry-%016llx", cfg->spool_dir,
-                 (unsigned long long)h);
+    if (n && n + 26 < sizeof cfg->sentry_spool_dir) {
+        char hex[17];
+        hex16(hex, h);
+        tattle__concat(cfg->sentry_spool_dir, sizeof cfg->sentry_spool_dir, cfg->spool_dir, "/sentry-", hex);
+    }
     cfg->sentry_enabled = 1;
 }
 

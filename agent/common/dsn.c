@@ -1,12 +1,32 @@
 /* dsn.c - a Sentry DSN, parsed (see dsn.h).
  *
- * Signal context: NO.
+ * Signal context: YES (the host may parse its configuration in the crash
+ * handler): plain loops only.
  */
 #include "dsn.h"
 
-#include <stdio.h>
 #include <string.h>
-#include <strings.h>
+
+#include "assafe.h"
+
+/* Does s start with the ASCII prefix, in any case? */
+static int starts_nocase(const char *s, const char *prefix)
+{
+    for (; *prefix; s++, prefix++) {
+        char c = *s >= 'A' && *s <= 'Z' ? (char)(*s + 32) : *s;
+        if (c != *prefix)
+            return 0;
+    }
+    return 1;
+}
+
+/* Append n bytes of s at *len, within cap (one byte kept for the NUL). */
+static void put(char *out, size_t cap, size_t *len, const char *s, size_t n)
+{
+    if (*len + n < cap)
+        memcpy(out + *len, s, n);
+    *len += n;
+}
 
 static int fail(const char **why, const char *what)
 {
@@ -33,9 +53,9 @@ int tattle__dsn_parse(const char *dsn, struct tattle_dsn *d, const char **why)
     memset(d, 0, sizeof *d);
     if (!dsn || !*dsn)
         return fail(why, "empty");
-    if (!strncasecmp(dsn, "https://", 8))
+    if (starts_nocase(dsn, "https://"))
         https = 1, scheme_len = 5;
-    else if (!strncasecmp(dsn, "http://", 7))
+    else if (starts_nocase(dsn, "http://"))
         https = 0, scheme_len = 4;
     else
         return fail(why, "expected an http:// or https:// DSN");
@@ -77,9 +97,19 @@ int tattle__dsn_parse(const char *dsn, struct tattle_dsn *d, const char **why)
     if (project == end || (size_t)(end - project) >= sizeof d->project)
         return fail(why, "no project id");
     memcpy(d->project, project, (size_t)(end - project));
-    n = (size_t)snprintf(d->url, sizeof d->url, "%s://%.*s:%s%.*s/api/%s/envelope/", https ? "https" : "http",
-                         (int)(host_end - host), host, port, (int)(project - 1 - path), path, d->project);
-    if (n >= sizeof d->url)
+    n = 0;
+    put(d->url, sizeof d->url, &n, https ? "https://" : "http://", https ? 8 : 7);
+    put(d->url, sizeof d->url, &n, host, (size_t)(host_end - host));
+    put(d->url, sizeof d->url, &n, ":", 1);
+    put(d->url, sizeof d->url, &n, port, strlen(port));
+    put(d->url, sizeof d->url, &n, path, (size_t)(project - 1 - path));
+    put(d->url, sizeof d->url, &n, "/api/", 5);
+    put(d->url, sizeof d->url, &n, d->project, strlen(d->project));
+    put(d->url, sizeof d->url, &n, "/envelope/", 10);
+    if (n >= sizeof d->url) {
+        d->url[0] = 0;
         return fail(why, "too long");
+    }
+    d->url[n] = 0;
     return 0;
 }

@@ -244,9 +244,15 @@ void tattle__out_str(struct tattle_out *o, const char *s) { tattle__out_raw(o, s
 
 void tattle__out_json_string(struct tattle_out *o, const char *s)
 {
+    tattle__out_json_string_n(o, s, tattle__strlen(s));
+}
+
+void tattle__out_json_string_n(struct tattle_out *o, const char *s, size_t n)
+{
     static const char hex[] = "0123456789abcdef";
+    const char *end = s + n;
     tattle__out_raw(o, "\"", 1);
-    for (; s && *s; s++) {
+    for (; s && s < end; s++) {
         unsigned char ch = (unsigned char)*s;
         char esc[6] = {'\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15]};
         if (ch == '"' || ch == '\\') {

@@ -33,6 +33,7 @@ struct tattle_out {
 void tattle__out_raw(struct tattle_out *o, const char *s, size_t n);
 void tattle__out_str(struct tattle_out *o, const char *s); /* raw, NUL-terminated */
 void tattle__out_json_string(struct tattle_out *o, const char *s); /* quoted, escaped */
+void tattle__out_json_string_n(struct tattle_out *o, const char *s, size_t n); /* n bytes of s */
 void tattle__out_u64(struct tattle_out *o, unsigned long long v);
 
 #endif

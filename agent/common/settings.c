@@ -1,7 +1,8 @@
 /* settings.c - the system configuration file, secure execution and the
  * environment (see settings.h).
  *
- * Signal context: NO.
+ * Signal context: YES for the host's calls (the crash handler may be the
+ * first to read the configuration): system calls and plain loops.
  */
 #include "settings.h"
 
@@ -9,7 +10,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
@@ -32,8 +32,12 @@ const char *const tattle__setting_names[] = {
 /* Zero until a file is read: a host without one touches none of it. */
 static char conf_text[CONF_MAX];
 static struct conf_entry conf[CONF_ENTRIES];
-static int conf_count, secure, initialized;
+static int conf_count, initialized;
 static char conf_problem[160];
+/* Set at load by the host (on a page loading writes anyway). */
+static int secure TATTLE_LOAD_DATA;
+/* The host's copy of its environment as it was at load (NULL: environ). */
+static char *const *env_copy TATTLE_LOAD_DATA;
 
 /* Owned by root, not writable by group or others. */
 static int trusted(const struct stat *st)
@@ -43,7 +47,7 @@ static int trusted(const struct stat *st)
 
 static void problem(const char *why)
 {
-    snprintf(conf_problem, sizeof conf_problem, "%s", why);
+    tattle__strlcpy(conf_problem, why, sizeof conf_problem);
 }
 
 static char *trim(char *s, char *end)
@@ -105,14 +109,37 @@ TATTLE_LOAD_PATH static void read_conf(void)
     close(fd);
 }
 
-TATTLE_LOAD_PATH int tattle__settings_init(void)
+void tattle__settings_use_env(char *const *env, int is_secure)
+{
+    env_copy = env;
+    secure = is_secure;
+}
+
+int tattle__settings_init(void)
 {
     if (initialized)
         return secure;
     initialized = 1;
-    secure = getauxval(AT_SECURE) != 0;
+    if (!env_copy)
+        secure = getauxval(AT_SECURE) != 0;
     read_conf();
     return secure;
+}
+
+/* name's value in the environment copy, or in environ. */
+static const char *from_env(const char *name)
+{
+    char *const *e;
+    if (!env_copy)
+        return getenv(name);
+    for (e = env_copy; *e; e++) {
+        const char *a = *e, *b = name;
+        while (*b && *a == *b)
+            a++, b++;
+        if (!*b && *a == '=')
+            return a + 1;
+    }
+    return NULL;
 }
 
 int tattle__settings_secure(void)
@@ -131,13 +158,13 @@ TATTLE_LOAD_PATH const char *tattle__setting_from_file(const char *name)
 
 TATTLE_LOAD_PATH const char *tattle__setting(const char *name)
 {
-    const char *v = secure ? NULL : getenv(name);
+    const char *v = secure ? NULL : from_env(name);
     return v ? v : tattle__setting_from_file(name);
 }
 
 const char *tattle__setting_source(const char *name)
 {
-    if (!secure && getenv(name))
+    if (!secure && from_env(name))
         return "environment";
     return tattle__setting_from_file(name) ? TATTLE_CONF_PATH : NULL;
 }

@@ -11,7 +11,8 @@
  * The file is honoured only if it is a regular file owned by root and not
  * writable by group or others, in a directory owned by root and not
  * writable by group or others.
- * Signal context: NO. Read at load; the values are read-only afterwards.
+ * Signal context: YES (the host's first use may be its crash). Read once;
+ * the values are read-only afterwards.
  */
 #ifndef TATTLE_SETTINGS_H
 #define TATTLE_SETTINGS_H
@@ -23,8 +24,13 @@
 /* Every setting tattle reads, by its variable's name; NULL-terminated. */
 extern const char *const tattle__setting_names[];
 
-/* Host, at load: note AT_SECURE and read the file. Once. Returns 1 when
- * this is a secure-execution process. */
+/* Host, at load: settings come from env (its environment as it was then,
+ * NULL-terminated "NAME=value" entries), and is_secure says AT_SECURE. */
+void tattle__settings_use_env(char *const *env, int is_secure);
+
+/* Read the file (once) and, unless tattle__settings_use_env said it, note
+ * AT_SECURE. Returns 1 when this is a secure-execution process.
+ * Signal-safe. */
 int tattle__settings_init(void);
 
 /* The text of setting name (e.g. "TATTLE_FILE"), or NULL. */

@@ -12,10 +12,14 @@
 
 #include "assafe.h"
 
+#include <sys/syscall.h>
+
 void *tattle__shm_reserve(void)
 {
-    void *p = mmap(NULL, sizeof(struct tattle_shm), PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    return p == MAP_FAILED ? NULL : p;
+    /* Raw: it runs at load in every process. */
+    long p = tattle__raw_syscall6(SYS_mmap, 0, (long)sizeof(struct tattle_shm), PROT_NONE,
+                                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return p < 0 && p > -4096 ? NULL : (void *)p;
 }
 
 struct tattle_shm *tattle__shm_create(int *fdp, void *at)

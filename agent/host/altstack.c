@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "assafe.h"
+#include "entry.h"
 
 #define EXPORT __attribute__((visibility("default")))
 #define ALT_SIZE (64 * 1024)
@@ -70,10 +71,11 @@ static char main_alt_stack[GUARD + ALT_SIZE] TATTLE_LARGE_STATIC;
 TATTLE_LOAD_PATH void tattle__altstack_init(void)
 {
     stack_t cur, ss = {.ss_sp = main_alt_stack + GUARD, .ss_size = ALT_SIZE, .ss_flags = 0};
-    if (syscall(SYS_sigaltstack, &ss, &cur) == 0 && !(cur.ss_flags & SS_DISABLE) && cur.ss_size >= ALT_SIZE)
-        (void)syscall(SYS_sigaltstack, &cur, NULL); /* the host had one of its own: keep it */
+    if (tattle__raw_syscall4(SYS_sigaltstack, (long)&ss, (long)&cur, 0, 0) == 0 && !(cur.ss_flags & SS_DISABLE) &&
+        cur.ss_size >= ALT_SIZE)
+        (void)tattle__raw_syscall4(SYS_sigaltstack, (long)&cur, 0, 0, 0); /* the host had one of its own: keep it */
     else
-        (void)syscall(SYS_mprotect, main_alt_stack, GUARD, PROT_NONE);
+        (void)tattle__raw_syscall4(SYS_mprotect, (long)main_alt_stack, GUARD, PROT_NONE, 0);
 }
 
 struct start {
@@ -101,7 +103,9 @@ EXPORT int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(
     int r;
     if (!real)
         real = (pthread_create_fn)dlsym(RTLD_NEXT, "pthread_create");
-    s = malloc(sizeof *s);
+    /* A first thread is a first use: the configuration may say the agent
+     * is off, and then threads get no stack of ours. */
+    s = tattle__agent_init(0) ? malloc(sizeof *s) : NULL;
     if (!s)
         return real(t, attr, fn, arg);
     s->fn = fn;

@@ -22,6 +22,7 @@
 #include "assafe.h"
 #include "breadcrumbs.h"
 #include "context.h"
+#include "entry.h"
 #include "json.h"
 #include "link.h"
 #include "record.h"
@@ -68,7 +69,7 @@ static char *thread_record_buf(void)
  * take, so each also becomes a breadcrumb of the errors that follow. */
 static int events_as_breadcrumbs;
 
-TATTLE_LOAD_PATH void tattle__api_enable(int custom_events_as_breadcrumbs)
+void tattle__api_enable(int custom_events_as_breadcrumbs)
 {
     process_id = tattle__sys_getpid();
     events_as_breadcrumbs = custom_events_as_breadcrumbs;
@@ -155,7 +156,7 @@ static __attribute__((noinline)) int api_busy(uintptr_t here)
 
 #define ENTER(func)                                                                                     \
     do {                                                                                                \
-        if (!agent_enabled)                                                                             \
+        if (!agent_enabled && !tattle__agent_init(0))                                                   \
             return 0;                                                                                   \
         if (in_api && api_busy((uintptr_t)__builtin_frame_address(0)))                                 \
             return refuse(func, TATTLE_EBUSY);                                                          \
@@ -180,7 +181,7 @@ EXPORT int tattle_new_context(unsigned flags)
 
 EXPORT void tattle_end_context(void)
 {
-    if (!agent_enabled || (in_api && api_busy((uintptr_t)__builtin_frame_address(0))))
+    if ((!agent_enabled && !tattle__agent_init(0)) || (in_api && api_busy((uintptr_t)__builtin_frame_address(0))))
         return;
     in_api = (uintptr_t)__builtin_frame_address(0);
     if (tattle__context_pop() != 0)

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -26,13 +27,14 @@ typedef __sighandler_t (*signal_fn)(int, __sighandler_t);
 /* One slot a signal: a seqlock around what the host asked for. */
 struct host_action {
     _Atomic unsigned seq;
-    _Atomic int taken; /* our handler is in the kernel: answer from the table */
     struct sigaction sa;
 };
 
-/* Only the fatal signals are ever taken: a slot each, so that the table
- * loading writes fits in the page of the other small statics. */
+/* Only the fatal signals are ever taken: a slot each. All zero is SIG_DFL,
+ * so loading writes a slot only when the signal had another action. */
 static struct host_action table[7];
+/* One bit a slot: our handler is in the kernel, answer from the table. */
+static _Atomic unsigned taken TATTLE_LOAD_DATA;
 
 static struct host_action *slot_of(int sig)
 {
@@ -65,16 +67,10 @@ static void find_libc(void)
     }
 }
 
-TATTLE_LOAD_PATH int tattle__chain_init(void)
-{
-    find_libc();
-    return real_signal ? 0 : -1;
-}
-
 static int is_taken(int sig)
 {
     struct host_action *h = slot_of(sig);
-    return h && atomic_load_explicit(&h->taken, memory_order_acquire);
+    return h && (atomic_load_explicit(&taken, memory_order_acquire) & (1u << (h - table)));
 }
 
 static void table_write(int sig, const struct sigaction *sa)
@@ -124,14 +120,38 @@ void tattle__chain_reset(int sig)
     table_write(sig, &dfl);
 }
 
+/* SIG_DFL with no flags and an empty mask (the kernel's mask is its first
+ * 64 bits; glibc leaves the rest of ours as it found it): the table's
+ * zeroed slot already says so. */
+static int is_default(const struct sigaction *sa)
+{
+    uint64_t mask;
+    memcpy(&mask, &sa->sa_mask, sizeof mask);
+    return sa->sa_handler == SIG_DFL && sa->sa_flags == 0 && mask == 0;
+}
+
 TATTLE_LOAD_PATH int tattle__chain_take(int sig, const struct sigaction *ours)
 {
     struct sigaction old;
-    if (!slot_of(sig) || __sigaction(sig, ours, &old) != 0)
+    struct host_action *h = slot_of(sig);
+    memset(&old, 0, sizeof old);
+    if (!h || __sigaction(sig, ours, &old) != 0)
         return -1;
-    table_write(sig, &old);
-    atomic_store_explicit(&slot_of(sig)->taken, 1, memory_order_release);
+    if (!is_default(&old))
+        table_write(sig, &old);
+    atomic_fetch_or_explicit(&taken, 1u << (h - table), memory_order_release);
     return 0;
+}
+
+void tattle__chain_give_back(int sig)
+{
+    struct host_action *h = slot_of(sig);
+    struct sigaction host;
+    if (!h || !is_taken(sig))
+        return;
+    tattle__chain_get(sig, &host);
+    atomic_fetch_and_explicit(&taken, ~(1u << (h - table)), memory_order_acq_rel);
+    (void)__sigaction(sig, &host, NULL);
 }
 
 /* ---- the interposers ---- */

@@ -16,8 +16,9 @@
 
 #include <signal.h>
 
-/* At load, before the handler is installed: find libc's sigaction. */
-int tattle__chain_init(void);
+/* The configuration disables the agent: put the host's action for sig
+ * back in the kernel and answer for it no more. */
+void tattle__chain_give_back(int sig);
 
 /* Install handler for sig in the kernel; what was there becomes the
  * host's recorded action. From then on the host's calls for sig are

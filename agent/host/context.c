@@ -45,6 +45,91 @@ static __thread int exit_registered;
 static struct tagset process_tags;
 static _Atomic(char *) process_distinct;
 static pthread_mutex_t process_lock = PTHREAD_MUTEX_INITIALIZER;
+/* The process layer's base from the configuration (TATTLE_TAGS,
+ * TATTLE_RELEASE, TATTLE_ENVIRONMENT, TATTLE_DISTINCT_ID): written from
+ * their text at every serialization, so that setting it allocates nothing
+ * (the crash handler may be the first to set it). */
+static const char *env_tags, *env_release, *env_environment, *env_distinct;
+
+/* One TATTLE_TAGS item (n bytes): key=value, a key of 1 to 200 bytes, a
+ * value of at most 1000, both UTF-8. 0, or what is wrong with it. */
+static const char *env_item(const char *item, size_t n, size_t *key_len)
+{
+    const char *eq = memchr(item, '=', n);
+    if (!eq || eq == item || eq - item > 200)
+        return "expected key=value";
+    *key_len = (size_t)(eq - item);
+    if (n - *key_len - 1 > 1000 || tattle__utf8_check(item, n) != 0)
+        return "not valid UTF-8, or longer than 1000 bytes";
+    return NULL;
+}
+
+static int env_member(struct tattle_out *o, int first, const char *key, size_t kl, const char *value, size_t vl)
+{
+    if (!first)
+        tattle__out_raw(o, ",", 1);
+    tattle__out_json_string_n(o, key, kl);
+    tattle__out_raw(o, ":", 1);
+    tattle__out_json_string_n(o, value, vl);
+    return 0;
+}
+
+static int env_value_ok(const char *v)
+{
+    size_t n = tattle__strlen(v);
+    return n > 0 && n <= 1000 && tattle__utf8_check(v, n) == 0;
+}
+
+/* The members the configuration gives the process layer; returns whether
+ * the next member is the first. Signal-safe. */
+static int write_env_tags(struct tattle_out *o, int first)
+{
+    const char *p = env_tags;
+    size_t kl;
+    while (p && *p) {
+        size_t n = 0;
+        while (p[n] && p[n] != ',')
+            n++;
+        if (n && !env_item(p, n, &kl))
+            first = env_member(o, first, p, kl, p + kl + 1, n - kl - 1);
+        p += n + (p[n] == ',');
+    }
+    if (env_release && env_value_ok(env_release))
+        first = env_member(o, first, "release", 7, env_release, tattle__strlen(env_release));
+    if (env_environment && env_value_ok(env_environment))
+        first = env_member(o, first, "environment", 11, env_environment, tattle__strlen(env_environment));
+    return first;
+}
+
+void tattle__context_set_env_layer(const char *tags, const char *release, const char *environment,
+                                   const char *distinct, int warn)
+{
+    const char *p = tags;
+    size_t kl;
+    env_tags = tags;
+    env_release = release && *release ? release : NULL;
+    env_environment = environment && *environment ? environment : NULL;
+    env_distinct = distinct && *distinct ? distinct : NULL;
+    if (!warn)
+        return;
+    while (p && *p) {
+        size_t n = 0;
+        const char *why;
+        char shown[72];
+        while (p[n] && p[n] != ',')
+            n++;
+        if (n && (why = env_item(p, n, &kl))) {
+            tattle__strlcpy(shown, p, n < 64 ? n + 1 : 65); /* not the value: it may be binary */
+            tattle__say("tattle: ignoring TATTLE_TAGS item \"", tattle__utf8_check(shown, tattle__strlen(shown))
+                        ? "(not UTF-8)" : shown, "\": ", why, NULL);
+        }
+        p += n + (p[n] == ',');
+    }
+    if (env_release && !env_value_ok(env_release))
+        tattle__say("tattle: ignoring TATTLE_RELEASE: not valid UTF-8, or longer than 1000 bytes", 0, 0, 0, 0);
+    if (env_environment && !env_value_ok(env_environment))
+        tattle__say("tattle: ignoring TATTLE_ENVIRONMENT: not valid UTF-8, or longer than 1000 bytes", 0, 0, 0, 0);
+}
 
 static char *dup_pair(const char *key, const char *value, const char **vout)
 {
@@ -195,16 +280,20 @@ int tattle__process_set_distinct(const char *id)
     return swap_string(&process_distinct, id, 0);
 }
 
-static void write_tags(struct tattle_out *o, struct tagset *ts)
+static void write_tags(struct tattle_out *o, struct tagset *ts, int with_env)
 {
     /* count first: a writer publishes a grown array before the count that
      * needs it, and a newer array holds every older entry. */
     unsigned i, n = atomic_load_explicit(&ts->count, memory_order_acquire);
     struct tag *items = atomic_load_explicit(&ts->items, memory_order_acquire);
+    int first = 1;
     tattle__out_raw(o, "{", 1);
+    if (with_env)
+        first = write_env_tags(o, first);
     for (i = 0; i < n; i++) {
-        if (i)
+        if (!first)
             tattle__out_raw(o, ",", 1);
+        first = 0;
         tattle__out_json_string(o, items[i].key);
         tattle__out_raw(o, ":", 1);
         tattle__out_str(o, items[i].value);
@@ -232,12 +321,13 @@ void tattle__context_write(struct tattle_out *o, int with_breadcrumbs)
             break;
     }
     tattle__out_str(o, "{\"p\":{\"t\":");
-    write_tags(o, &process_tags);
-    write_id(o, ",\"d\":", atomic_load(&process_distinct));
+    write_tags(o, &process_tags, 1);
+    char *pd = atomic_load(&process_distinct);
+    write_id(o, ",\"d\":", pd ? pd : env_distinct);
     tattle__out_str(o, "},\"l\":[");
     for (i = n - 1; i >= 0; i--) {
         tattle__out_str(o, i == n - 1 ? "{\"t\":" : ",{\"t\":");
-        write_tags(o, &chain[i]->tags);
+        write_tags(o, &chain[i]->tags, 0);
         write_id(o, ",\"d\":", atomic_load(&chain[i]->distinct));
         write_id(o, ",\"s\":", atomic_load(&chain[i]->session));
         tattle__out_raw(o, "}", 1);

@@ -32,6 +32,15 @@ int tattle__context_set_distinct(const char *id);
 int tattle__context_set_session(const char *id);
 int tattle__context_depth(void);
 
+/* The process layer's base from the configuration (pointers to text that
+ * lives as long as the process; NULL or "" for none): TATTLE_TAGS
+ * ("k=v,k=v"), TATTLE_RELEASE, TATTLE_ENVIRONMENT as string tags below
+ * the program's own process tags, and TATTLE_DISTINCT_ID unless the program
+ * identifies the process. Malformed items are said once when warn is set
+ * and left out. Signal-safe: nothing is allocated. */
+void tattle__context_set_env_layer(const char *tags, const char *release, const char *environment,
+                                   const char *distinct, int warn);
+
 int tattle__process_tag(const char *key, const char *json_value);
 int tattle__process_set_distinct(const char *id);
 

@@ -1,21 +1,29 @@
-/* entry.c - what happens when libtattle.so is loaded into a host, and when
- * the host forks or exits.
+/* entry.c - what happens when libtattle.so is loaded into a host, the
+ * first time the host needs the agent, and when it forks or exits.
  *
- * Owns: the constructor (configuration, where the flusher is, the flusher's
- * environment, handlers, alternate stacks), the fork handler, and the
- * destructor that waits (bounded) for events to reach the local sinks.
- * Nothing here starts a process or opens a descriptor: that waits for the
- * first event or crash (link.c).
- * Signal context: NO.
+ * Owns: the constructor, which does no more than a crash agent must to
+ * catch the first crash (copy the environment it may read, install the
+ * handlers and the alternate stack, reserve address space for the region,
+ * register the fork handler); the first use (tattle__agent_init: the
+ * configuration file and the settings, where the flusher is, its
+ * environment, the process layer, the queue left by earlier processes),
+ * reached from the first capture, thread, or crash; the fork handler; and
+ * the destructor that waits (bounded) for events to reach the local sinks.
+ * Nothing here starts a process or opens a descriptor at load.
+ * Signal context: PARTLY. tattle__agent_init() is signal-safe (the crash
+ * handler may be the first user); the constructor and destructor are not.
  */
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
+#include <time.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,9 +36,12 @@
 #include "json.h"
 #include "assafe.h"
 #include "config.h"
+#include "entry.h"
+#include "envcopy.h"
 #include "flusher_env.h"
 #include "hooks.h"
 #include "link.h"
+#include "selfmap.h"
 #include "settings.h"
 #include "signals.h"
 
@@ -40,15 +51,20 @@
  * flusher itself (/etc/ld.so.preload) and stays inert there. */
 extern const int tattle_flusher_process __attribute__((weak, visibility("default")));
 
-/* Loading writes the start of each: config and flusher_path pack with the
- * small statics. */
+/* Written at first use, not at load. */
 static struct tattle_config config;
 static char flusher_path[PATH_MAX];
-static int loaded;
+static int loaded TATTLE_LOAD_DATA;     /* the constructor put the handlers in place */
+static int secure_exec TATTLE_LOAD_DATA; /* AT_SECURE */
+static int relative_self TATTLE_LOAD_DATA; /* flusher_path was resolved at load */
+
+enum { INIT_NONE, INIT_RUNNING, INIT_DONE, INIT_INERT };
+static _Atomic int init_state;
+static _Atomic pid_t init_owner;
 
 /* The flusher sits beside libtattle.so (build tree and installed tree):
  * flusher_path = the directory of lib (len bytes), then FLUSHER_NAME. */
-TATTLE_LOAD_PATH static int flusher_beside(const char *lib, size_t len)
+static int flusher_beside(const char *lib, size_t len)
 {
     size_t dir = len;
     while (dir > 0 && lib[dir - 1] != '/')
@@ -74,12 +90,14 @@ static __attribute__((noinline)) int find_flusher_by_realpath(const char *lib)
 /* The entry of LD_PRELOAD that names this library (n bytes), or NULL when
  * LD_PRELOAD does not ask for us: /etc/ld.so.preload loaded us into every
  * process. */
-TATTLE_LOAD_PATH static const char *preload_entry(size_t *len)
+static const char *preload_entry(size_t *len)
 {
     const size_t name = sizeof LIBRARY_NAME - 1;
-    const char *p = getenv("LD_PRELOAD");
+    const char *p = tattle__envcopy_get("LD_PRELOAD");
     while (p && *p) {
-        size_t n = strcspn(p, ": ");
+        size_t n = 0;
+        while (p[n] && p[n] != ':' && p[n] != ' ')
+            n++;
         if (n >= name && !memcmp(p + n - name, LIBRARY_NAME, name) && (n == name || p[n - name - 1] == '/')) {
             *len = n;
             return p;
@@ -89,21 +107,34 @@ TATTLE_LOAD_PATH static const char *preload_entry(size_t *len)
     return NULL;
 }
 
-/* Beside the LD_PRELOAD entry when it is an absolute path (cheaper than
- * dladdr, which searches the loader's lists and symbols), else where the
- * loader says we are. */
-TATTLE_LOAD_PATH static int find_flusher(const char *entry, size_t len)
+/* Beside the LD_PRELOAD entry when it is an absolute path, else where the
+ * loader says we are (an absolute path is used as it is: no realpath,
+ * which costs a readlink per path component). A relative name was
+ * resolved at load, while the working directory was the loader's.
+ * Signal-safe. */
+static int find_flusher(const char *entry, size_t len)
 {
-    Dl_info info;
+    const char *self;
+    if (relative_self)
+        return flusher_path[0] ? 0 : -1;
     if (entry && entry[0] == '/' && flusher_beside(entry, len) == 0)
         return 0;
-    if (!dladdr((void *)find_flusher, &info) || !info.dli_fname)
-        return -1;
-    /* The loader names us as LD_PRELOAD did: an absolute path is used as
-     * it is (no realpath, which costs a readlink per path component). */
-    if (info.dli_fname[0] == '/' && flusher_beside(info.dli_fname, strlen(info.dli_fname)) == 0)
-        return 0;
-    return find_flusher_by_realpath(info.dli_fname);
+    self = tattle__self_path();
+    return self && self[0] == '/' ? flusher_beside(self, strlen(self)) : -1;
+}
+
+/* At load, only when LD_PRELOAD names us by a relative path (rare):
+ * resolve it while the working directory is still the loader's. */
+static __attribute__((noinline)) void resolve_relative_self(const char *entry, size_t len)
+{
+    char name[PATH_MAX];
+    if (len >= sizeof name)
+        return;
+    memcpy(name, entry, len);
+    name[len] = 0;
+    relative_self = 1;
+    if (find_flusher_by_realpath(name) != 0)
+        flusher_path[0] = 0;
 }
 
 /* A missing flusher is said once per user and installation until reboot,
@@ -136,61 +167,6 @@ static __attribute__((noinline)) void say_flusher_missing(const char *self, size
 
 void tattle__api_enable(int custom_events_as_breadcrumbs);
 void tattle__api_after_fork(void);
-
-/* A process tag from the environment, as a JSON string. */
-static __attribute__((noinline)) void env_string_tag(const char *var, const char *key, const char *value)
-{
-    char buf[1024];
-    struct tattle_out o = {buf, sizeof buf - 1, 0, 0};
-    tattle__out_json_string(&o, value);
-    buf[o.len] = 0;
-    if (o.overflow || tattle__utf8_check(value, strlen(value)) != 0 || tattle__process_tag(key, buf) != 0) {
-        /* Not echoed: it may be bytes the terminal should not see. */
-        if (config.stderr_report)
-            fprintf(stderr, "tattle: ignoring %s: not valid UTF-8, or too long once quoted (%zu bytes)\n", var,
-                sizeof buf - 2);
-        return;
-    }
-}
-
-/* TATTLE_TAGS='key=value,key=value'. Out of line: its buffer would make
- * every host's constructor touch another page of stack. */
-static __attribute__((noinline)) void load_env_tags(const char *tags)
-{
-    char buf[4096], *save = NULL, *item;
-    if (strlen(tags) >= sizeof buf) {
-        if (config.stderr_report)
-            fprintf(stderr, "tattle: ignoring TATTLE_TAGS: longer than %zu bytes\n", sizeof buf - 1);
-        return;
-    }
-    strcpy(buf, tags);
-    for (item = strtok_r(buf, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
-        char *eq = strchr(item, '=');
-        if (!eq || eq == item || eq - item > 200) {
-            if (config.stderr_report)
-                fprintf(stderr, "tattle: ignoring TATTLE_TAGS item \"%.64s\": expected key=value\n", item);
-            continue;
-        }
-        *eq = 0;
-        env_string_tag("TATTLE_TAGS", item, eq + 1);
-    }
-}
-
-/* TATTLE_TAGS, TATTLE_RELEASE, TATTLE_ENVIRONMENT, TATTLE_DISTINCT_ID: the
- * process layer for programs that are not rebuilt. */
-TATTLE_LOAD_PATH static void load_process_layer(void)
-{
-    const char *tags = tattle__setting("TATTLE_TAGS");
-    const char *v;
-    if (tags && *tags)
-        load_env_tags(tags);
-    if ((v = tattle__setting("TATTLE_RELEASE")) && *v)
-        env_string_tag("TATTLE_RELEASE", "release", v);
-    if ((v = tattle__setting("TATTLE_ENVIRONMENT")) && *v)
-        env_string_tag("TATTLE_ENVIRONMENT", "environment", v);
-    if (config.distinct_id[0])
-        tattle__process_set_distinct(config.distinct_id);
-}
 
 static void after_fork_child(void)
 {
@@ -228,7 +204,7 @@ static __attribute__((noinline)) int take_sender_lock(const char *queue)
     char path[PATH_MAX];
     struct stat st;
     int fd;
-    if ((size_t)snprintf(path, sizeof path, "%s/.sender.lock", queue) >= sizeof path)
+    if (tattle__concat(path, sizeof path, queue, "/.sender.lock", NULL) != 0)
         return -2;
     fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
     if (fd < 0)
@@ -249,40 +225,22 @@ static void say_file_problem(void)
 {
     const char *why = tattle__settings_file_problem();
     if (why[0])
-        fprintf(stderr, "tattle: ignoring " TATTLE_CONF_PATH ": %s\n", why);
+        tattle__say("tattle: ignoring " TATTLE_CONF_PATH ": ", why, NULL, NULL, NULL);
 }
 
-__attribute__((constructor)) static void tattle_load(void)
+/* TATTLE_DISABLE=1 (or true, yes, on) in the environment: nothing at all
+ * is put in place. The file's TATTLE_DISABLE is read at first use. */
+static int disabled_by_environment(void)
 {
-    char state_dir[PATH_MAX];
-    const char *self;
-    size_t self_len = 0;
-    int secure;
-    if (&tattle_flusher_process)
-        return;
-    secure = tattle__settings_init();
-    self = preload_entry(&self_len);
-    config.fleet = !self;
-    tattle__config_load(&config, TATTLE_CONFIG_HOST);
-    tattle__stderr_quiet = !config.stderr_report;
-    if (!secure && config.stderr_report)
-        say_file_problem();
-    if (config.disabled || (secure && privileged_stays_inert(state_dir, sizeof state_dir)))
-        return;
-    if (find_flusher(self, self_len) != 0) {
-        flusher_path[0] = 0;
-        say_flusher_missing(self, self_len);
-    }
-    tattle__link_init(flusher_path[0] ? flusher_path : NULL, tattle__flusher_env_build(secure, secure ? state_dir : NULL));
-    tattle__hooks_init();
-    tattle__breadcrumbs_init((unsigned)config.max_breadcrumbs);
-    load_process_layer();
-    tattle__altstack_init();
-    tattle__signals_install(&config);
-    pthread_atfork(NULL, NULL, after_fork_child);
-    /* Batches an earlier process could not send: start a flusher that
-     * sends them and exits. With an empty spool, nothing starts. (Before
-     * the API is on, so no capture races it for the spawn stacks.) */
+    const char *v = tattle__envcopy_get("TATTLE_DISABLE");
+    return v && (tattle__streq(v, "1") || tattle__caseeq(v, "true") || tattle__caseeq(v, "yes") ||
+                 tattle__caseeq(v, "on"));
+}
+
+/* Batches an earlier process could not send: start a flusher that sends
+ * them and exits. With an empty spool, nothing starts. */
+static void send_what_earlier_processes_left(void)
+{
     if (config.http_enabled && config.spool_dir[0] && tattle__dir_has_suffix(config.spool_dir, ".batch") > 0) {
         int lock = take_sender_lock(config.spool_dir);
         if (lock != -1)
@@ -293,13 +251,102 @@ __attribute__((constructor)) static void tattle_load(void)
         if (lock != -1)
             tattle__link_start_spool_sender(lock);
     }
+}
+
+/* Everything loading left for later. Returns INIT_DONE or INIT_INERT.
+ * Signal-safe; what is not (the queue's sender) waits for a first use
+ * outside a signal handler. */
+static int first_use(int in_signal)
+{
+    char state_dir[PATH_MAX];
+    const char *self;
+    size_t self_len = 0;
+    int secure = tattle__settings_init();
+    self = preload_entry(&self_len);
+    config.fleet = !self;
+    tattle__config_load(&config, TATTLE_CONFIG_HOST);
+    tattle__stderr_quiet = !config.stderr_report;
+    if (!secure && config.stderr_report)
+        say_file_problem();
+    if (config.disabled || (secure && privileged_stays_inert(state_dir, sizeof state_dir)))
+        return INIT_INERT;
+    if (find_flusher(self, self_len) != 0) {
+        flusher_path[0] = 0;
+        say_flusher_missing(self, self_len);
+    }
+    tattle__link_init(flusher_path[0] ? flusher_path : NULL, tattle__flusher_env_build(secure, secure ? state_dir : NULL));
+    tattle__hooks_init();
+    tattle__breadcrumbs_init((unsigned)config.max_breadcrumbs);
+    tattle__context_set_env_layer(tattle__setting("TATTLE_TAGS"), tattle__setting("TATTLE_RELEASE"),
+                                  tattle__setting("TATTLE_ENVIRONMENT"), config.distinct_id,
+                                  config.stderr_report);
+    tattle__signals_configure(&config);
+    /* Before the API is on, so no capture races it for the spawn stacks. */
+    if (!in_signal)
+        send_what_earlier_processes_left();
     tattle__api_enable(config.sentry_enabled && !config.http_enabled);
+    return INIT_DONE;
+}
+
+int tattle__agent_init(int in_signal)
+{
+    int st = atomic_load_explicit(&init_state, memory_order_acquire);
+    int expected = INIT_NONE;
+    if (st == INIT_DONE || st == INIT_INERT || !loaded)
+        return st == INIT_DONE;
+    if (atomic_compare_exchange_strong(&init_state, &expected, INIT_RUNNING)) {
+        atomic_store(&init_owner, tattle__sys_gettid());
+        st = first_use(in_signal);
+        atomic_store(&init_owner, 0);
+        atomic_store_explicit(&init_state, st, memory_order_release);
+        if (st == INIT_INERT && !in_signal)
+            tattle__signals_uninstall(); /* the file disables the agent: step aside */
+        return st == INIT_DONE;
+    }
+    /* Another thread is at it (it takes no lock and starts nothing, so it
+     * ends soon); this very thread, interrupted in it, gives up. */
+    for (int i = 0; i < 100000; i++) {
+        struct timespec ts = {0, 20000};
+        st = atomic_load_explicit(&init_state, memory_order_acquire);
+        if (st != INIT_RUNNING)
+            return st == INIT_DONE;
+        if (atomic_load(&init_owner) == tattle__sys_gettid())
+            return 0;
+        nanosleep(&ts, NULL);
+    }
+    return 0;
+}
+
+/* glibc calls a constructor with argc, argv and the environment. */
+__attribute__((constructor)) static void tattle_load(int argc, char **argv, char **envp)
+{
+    size_t self_len = 0;
+    const char *self;
+    (void)argc;
+    (void)argv;
+    if (&tattle_flusher_process)
+        return;
+    secure_exec = tattle__envcopy_take(envp);
+    tattle__settings_use_env(tattle__envcopy(), secure_exec);
+    if (!secure_exec && disabled_by_environment())
+        return;
+    self = preload_entry(&self_len);
+    if (self && self[0] != '/')
+        resolve_relative_self(self, self_len);
+    tattle__link_reserve();
+    tattle__altstack_init();
+    tattle__signals_install();
+    pthread_atfork(NULL, NULL, after_fork_child);
     loaded = 1;
+    /* A privileged program decides now whether it is reported at all:
+     * what the configuration file says must hold before it runs. */
+    if (secure_exec)
+        (void)tattle__agent_init(0);
 }
 
 __attribute__((destructor)) static void tattle_unload(void)
 {
-    if (!loaded)
+    if (atomic_load(&init_state) != INIT_DONE)
         return;
     tattle__signals_exit_wait();
     tattle__link_wait_exit(config.exit_timeout_ms);

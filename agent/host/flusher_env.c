@@ -1,32 +1,26 @@
-/* flusher_env.c - the flusher's environment, from an allowlist of values
+/* flusher_env.c - the flusher's environment, from the allowlisted values
  * copied at load (see flusher_env.h).
  *
- * Signal context: NO.
+ * Signal context: YES (built at first use, which may be a crash): plain
+ * loops only.
  */
 #include "flusher_env.h"
 
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "assafe.h"
+#include "envcopy.h"
 #include "settings.h"
 
-
-/* Passed as they are, in ordinary processes only. */
-static const char *const passed[] = {
-    "HOME", "XDG_STATE_HOME", "http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
-    "no_proxy", "NO_PROXY", "ASAN_OPTIONS", "UBSAN_OPTIONS", "TSAN_OPTIONS", "LSAN_OPTIONS",
-};
-
-#define SLOTS (32 + sizeof passed / sizeof passed[0] + 3)
+#define SLOTS 64
 #define SPACE 16384
 
 static char *env[SLOTS + 1];
 static char space[SPACE] TATTLE_LARGE_STATIC;
 static size_t used, count;
 
-TATTLE_LOAD_PATH static void put_entry(const char *name, size_t n, const char *value)
+static void put_entry(const char *name, size_t n, const char *value)
 {
     size_t v;
     if (!value || count >= SLOTS)
@@ -41,16 +35,14 @@ TATTLE_LOAD_PATH static void put_entry(const char *name, size_t n, const char *v
     used += n + v + 2;
 }
 
-TATTLE_LOAD_PATH static void put(const char *name, const char *value)
+static void put(const char *name, const char *value)
 {
     if (value)
         put_entry(name, strlen(name), value);
 }
 
-/* Does entry ("NAME=value") set names[i] for some i? The index, or -1.
- * Plain loops: each libc function first called at load costs every
- * process a lazy symbol resolution. */
-TATTLE_LOAD_PATH static int lookup(const char *entry, const char *const *names, size_t n)
+/* Does entry ("NAME=value") set names[i] for some i? The index, or -1. */
+static int lookup(const char *entry, const char *const *names, size_t n)
 {
     size_t i, k;
     for (i = 0; i < n && names[i]; i++) {
@@ -65,20 +57,19 @@ TATTLE_LOAD_PATH static int lookup(const char *entry, const char *const *names, 
     return -1;
 }
 
-/* One pass over the environment (a getenv per name would scan it once per
- * name, at every process start): what it sets, copied; then what only the
- * configuration file sets. */
-TATTLE_LOAD_PATH static void from_environment(void)
+/* What the environment set at load (envcopy.c holds nothing else but
+ * LD_PRELOAD, which stays behind); then what only the configuration file
+ * sets. */
+static void from_environment(void)
 {
-    extern char **environ;
     uint64_t seen = 0;
-    char **e;
+    char *const *e;
     int i;
-    for (e = environ; e && *e; e++) {
+    for (e = tattle__envcopy(); *e; e++) {
         const char *v = *e;
         if ((**e == 'T' || **e == 'P' || **e == 'S') && (i = lookup(*e, tattle__setting_names, 64)) >= 0)
             seen |= 1ull << i;
-        else if (lookup(*e, passed, sizeof passed / sizeof passed[0]) < 0)
+        else if (lookup(*e, tattle__passed_names, 64) < 0 || !strncmp(*e, "LD_PRELOAD=", 11))
             continue;
         while (*v != '=')
             v++;
@@ -89,7 +80,7 @@ TATTLE_LOAD_PATH static void from_environment(void)
             put(tattle__setting_names[i], tattle__setting_from_file(tattle__setting_names[i]));
 }
 
-TATTLE_LOAD_PATH char *const *tattle__flusher_env_build(int secure, const char *state_dir)
+char *const *tattle__flusher_env_build(int secure, const char *state_dir)
 {
     size_t i;
     if (secure) { /* the file's settings only */

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "assafe.h"
+#include "selfmap.h"
 #include "signals.h"
 
 #define EXPORT __attribute__((visibility("default")))
@@ -47,9 +48,10 @@ static _Atomic(cxa_primary_fn) cxa_current_primary;
 static _Atomic(rethrow_exception_fn) real_rethrow_exception;
 static const void *std_exception_type; /* typeinfo for std::exception */
 
-TATTLE_LOAD_PATH void tattle__hooks_init(void)
+/* At first use, which may be the crash itself: found without dlvsym. */
+void tattle__hooks_init(void)
 {
-    glibc_abort_msg = dlvsym(RTLD_DEFAULT, "__abort_msg", "GLIBC_PRIVATE");
+    glibc_abort_msg = tattle__libc_symbol("__abort_msg");
 }
 
 EXPORT void __assert_fail(const char *expr, const char *file, unsigned int line, const char *func)

@@ -12,7 +12,7 @@
 
 #include "shm.h"
 
-/* At load: resolve glibc's __abort_msg. Not signal-safe. */
+/* At first use: find glibc's __abort_msg. Signal-safe. */
 void tattle__hooks_init(void);
 
 /* Copy abort message, assertion and C++ exception details into the record.

@@ -29,7 +29,7 @@ enum { LINK_NONE = 0, LINK_CREATING, LINK_READY, LINK_FAILED };
 
 static _Atomic int link_state;
 static struct tattle_shm *link_shm;
-static void *link_reserved; /* address space set aside at load for the region */
+static void *link_reserved TATTLE_LOAD_DATA; /* address space set aside at load for the region */
 static int link_shm_fd = -1;
 static ino_t link_shm_ino;
 static int link_sock = -1;
@@ -45,11 +45,15 @@ static char *spool_sender_argv[] = {"tattle-flusher", TATTLE_FLUSHER_SEND_SPOOL,
 static char spawn_stacks_normal[2 * TATTLE_SPAWN_STACK] TATTLE_LARGE_STATIC;
 static char spawn_stacks_crash[2 * TATTLE_SPAWN_STACK] TATTLE_LARGE_STATIC;
 
-TATTLE_LOAD_PATH void tattle__link_init(const char *flusher_path, char *const *envp)
+TATTLE_LOAD_PATH void tattle__link_reserve(void)
+{
+    link_reserved = tattle__shm_reserve();
+}
+
+void tattle__link_init(const char *flusher_path, char *const *envp)
 {
     link_flusher_path = flusher_path;
     link_envp = envp;
-    link_reserved = tattle__shm_reserve();
 }
 
 /* The host may have closed or reused our descriptors (daemons close all

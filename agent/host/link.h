@@ -12,7 +12,12 @@
 
 #include "shm.h"
 
-/* Once, at load: where the flusher is and the environment it gets. */
+/* At load: address space for the region, so that a crash with the address
+ * space exhausted can still map it. */
+void tattle__link_reserve(void);
+
+/* Once, at first use: where the flusher is and the environment it gets.
+ * Signal-safe. */
 void tattle__link_init(const char *flusher_path, char *const *envp);
 
 /* The shared region with a flusher started, or NULL when that failed.

@@ -41,6 +41,7 @@
 #include "assafe.h"
 #include "chain.h"
 #include "context.h"
+#include "entry.h"
 #include "hooks.h"
 #include "json.h"
 #include "link.h"
@@ -54,7 +55,7 @@ static const int fatal_signals[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SI
 #define REPORT_WRITE_MS 1000
 
 static const struct tattle_config *config;
-static pid_t process_id;             /* getpid() of the process we serve */
+static pid_t process_id TATTLE_LOAD_DATA; /* getpid() of the process we serve */
 static _Atomic pid_t crash_owner;    /* tid of the thread doing the capture */
 static _Atomic uint32_t crash_over;  /* futex: the capture finished */
 
@@ -395,6 +396,14 @@ static void on_fatal_signal(int sig, siginfo_t *si, void *ucv)
         errno = saved_errno;
         return;
     }
+    /* The configuration, if nothing asked for the agent before: it may
+     * disable it (the file's TATTLE_DISABLE), and then this dies as it
+     * would have without us. */
+    if (!tattle__agent_init(1)) {
+        die_as_before(sig, si);
+        errno = saved_errno;
+        return;
+    }
     /* A wrapper dying by the signal its child died of (timeout, sudo): the
      * child's report is the report, and the wrapper dies at once. So does
      * a process another one killed, with TATTLE_REPORT_KILLS=0. */
@@ -416,25 +425,36 @@ static void on_fatal_signal(int sig, siginfo_t *si, void *ucv)
     errno = saved_errno;
 }
 
-TATTLE_LOAD_PATH void tattle__signals_install(const struct tattle_config *cfg)
+void tattle__signals_configure(const struct tattle_config *cfg)
+{
+    config = cfg;
+}
+
+void tattle__signals_uninstall(void)
+{
+    size_t i;
+    for (i = 0; i < N_FATAL; i++)
+        tattle__chain_give_back(fatal_signals[i]);
+}
+
+TATTLE_LOAD_PATH void tattle__signals_install(void)
 {
     struct sigaction sa;
     size_t i;
-    config = cfg;
-    process_id = tattle__sys_getpid();
+    uint64_t mask = ~(uint64_t)0;
+    /* Raw system calls and a hand-made mask: no libc function is bound for
+     * this at load. */
+    process_id = (pid_t)tattle__raw_syscall4(SYS_getpid, 0, 0, 0, 0);
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = on_fatal_signal;
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
-    sigfillset(&sa.sa_mask);
-    /* Synchronous signals must stay deliverable while we run: blocked, the
-     * kernel would kill the process instead of nesting (the fault guard and
-     * a crash inside the handler rely on that). */
-    sigdelset(&sa.sa_mask, SIGSEGV);
-    sigdelset(&sa.sa_mask, SIGBUS);
-    sigdelset(&sa.sa_mask, SIGILL);
-    sigdelset(&sa.sa_mask, SIGFPE);
-    sigdelset(&sa.sa_mask, SIGTRAP);
-    tattle__chain_init();
+    /* Every signal blocked while we run, except the synchronous ones: they
+     * must stay deliverable (blocked, the kernel would kill the process
+     * instead of nesting; the fault guard and a crash inside the handler
+     * rely on that). The kernel reads the first 64 bits of the mask. */
+    mask &= ~(1ull << (SIGSEGV - 1) | 1ull << (SIGBUS - 1) | 1ull << (SIGILL - 1) | 1ull << (SIGFPE - 1) |
+              1ull << (SIGTRAP - 1));
+    memcpy(&sa.sa_mask, &mask, sizeof mask);
     for (i = 0; i < N_FATAL; i++)
         tattle__chain_take(fatal_signals[i], &sa);
 }

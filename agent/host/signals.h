@@ -15,7 +15,14 @@
 #include "config.h"
 
 /* At load: install the handler for SEGV, BUS, ILL, FPE, ABRT, TRAP, SYS. */
-void tattle__signals_install(const struct tattle_config *cfg);
+void tattle__signals_install(void);
+
+/* At first use: the configuration the handler follows. Signal-safe. */
+void tattle__signals_configure(const struct tattle_config *cfg);
+
+/* The configuration file disables the agent: the host's own actions go
+ * back in place. */
+void tattle__signals_uninstall(void);
 
 /* In a child after fork(): refresh the cached process id. */
 void tattle__signals_after_fork(void);

@@ -173,9 +173,10 @@ def unsent_batches_go_with_a_later_process(c):
     check_equal({os.stat(b).st_mode & 0o777 for b in batches}, {0o600}, "the batch files are private")
     check_equal(c.spooled_events(), 10, "the spool holds the 10 events")
     c.server.start()
-    r = run(["/bin/true"], env=c.env())
-    check_equal(r.exit_code, 0, "/bin/true still exits 0")
-    check_equal(r.stderr, "", "/bin/true prints nothing")
+    # A later process that uses the agent (a thread is its first use).
+    r = run([EMITTER, "1", "0", "exit"], env=c.env())
+    check_equal(r.exit_code, 0, "the later process still exits 0")
+    check_equal(r.stderr, "", "the later process prints nothing on stderr")
     c.wait_events(10)
     c.check_valid()
     check(c.server.wait_for(lambda s: not c.batches(), 5), "the spool is empty once it was sent", c.batches())
@@ -187,16 +188,18 @@ def a_process_that_only_finds_batches_keeps_nothing_of_their_sender(c):
     c.settle()
     check_equal(c.spooled_events(), 10, "the 10 events wait in the spool")
     c.server.start()
-    p = subprocess.Popen(["/bin/sleep", "30"], env=c.env())
+    # A process that uses the agent (a thread is its first use), then waits.
+    p = subprocess.Popen([EMITTER, "1", "0", "stdin"], env=c.env(), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
     try:
         c.wait_events(10)
         check(c.server.wait_for(lambda s: not our_flushers(c), 5), "the sender exited while the process runs",
               our_flushers(c))
         fds = [os.readlink(f) for f in glob.glob("/proc/%d/fd/*" % p.pid)]
         check(not [x for x in fds if x.startswith("socket:") or "memfd" in x], "the process holds nothing of ours", fds)
-        check_equal(p.poll(), None, "sleep still runs")
+        check_equal(p.poll(), None, "the process still runs")
     finally:
         p.kill()
+        p.wait()
         p.wait()
     c.check_valid()
 
@@ -206,7 +209,9 @@ def processes_starting_together_run_one_sender(c):
     run([EMITTER, "1", "10", "exit"], env=c.env(TATTLE_LINGER_MS=0))
     c.settle()
     env = c.env(TATTLE_LINGER_MS=10000)  # the server is down: a sender would retry for 10 s
-    procs = [subprocess.Popen(["/bin/sleep", "20"], env=env) for _ in range(5)]
+    # Five processes that use the agent (a thread is their first use) and stay.
+    procs = [subprocess.Popen([EMITTER, "1", "0", "stdin"], env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+             for _ in range(5)]
     try:
         check(c.server.wait_for(lambda s: len(our_flushers(c)) == 1, 5), "one sender runs for the five processes",
               our_flushers(c))
@@ -307,7 +312,7 @@ def the_spool_survives_a_flusher_killed_mid_write(c):
     check_equal(c.batches(), first, "the half-written batch is not in the queue")
     check(glob.glob(os.path.join(c.spool, "posthog-*", ".tmp-*")), "the killed writer left its temporary file")
     c.server.start()
-    run(["/bin/true"], env=c.env())
+    run([EMITTER, "1", "0", "exit"], env=c.env())
     events = c.wait_events(5)
     c.check_valid()
     check_equal(len(events), 5, "the first run's events arrived whole")
@@ -328,7 +333,7 @@ def a_damaged_batch_is_set_aside_not_sent(c):
             f.seek(-10, os.SEEK_END)
             f.write(b"XXXX")
     c.server.start()
-    run(["/bin/true"], env=c.env())
+    run([EMITTER, "1", "0", "exit"], env=c.env())
     check(c.server.wait_for(lambda s: len(c.batches(".damaged")) == len(paths), 10),
           "every damaged batch is set aside")
     check_equal(c.server.accepted(), [], "nothing of them was sent")
@@ -401,7 +406,7 @@ def concurrent_senders_never_send_a_batch_twice(c):
     c.settle()
     check_equal(c.spooled_events(), 120, "six batches wait in the spool")
     c.server.start()
-    procs = [subprocess.Popen(["/bin/sleep", "0.3"], env=c.env()) for _ in range(4)]
+    procs = [subprocess.Popen([EMITTER, "1", "0", "exit"], env=c.env(), stdout=subprocess.DEVNULL) for _ in range(4)]
     for p in procs:
         p.wait(timeout=30)
     c.wait_events(120)
@@ -485,8 +490,9 @@ def a_storm_of_capturing_processes_loses_no_event(c):
 @case("pending", start=False)
 def a_pending_spool_costs_starting_processes_no_sender_each(c):
     """With batches waiting and the server down, one sender works on the
-    queue (holding its lock while it retries); processes starting meanwhile
-    start none of their own."""
+    queue (holding its lock while it retries); processes that use the agent
+    meanwhile (here: start a thread, their first use) start none of their
+    own."""
     import shutil
     if not shutil.which("strace"):
         raise Skip("strace is not installed")
@@ -500,12 +506,13 @@ def a_pending_spool_costs_starting_processes_no_sender_each(c):
     preload = env.pop("LD_PRELOAD")  # strace itself runs without the agent; what it traces runs with it
     r = subprocess.run(["strace", "-f", "-qq", "-e", "trace=execve", "-o", log, "-E", "LD_PRELOAD=" + preload,
                         "sh", "-c",
-                        "for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do /bin/true; sleep 0.05; done"],
+                        "for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do %s 1 0 exit >/dev/null;"
+                        " sleep 0.05; done" % EMITTER],
                        env=env, capture_output=True, timeout=60)
     check_equal(r.returncode, 0, "the loop ran", r.stderr[-500:])
     with open(log) as f:
         senders = [line for line in f if "tattle-flusher" in line and "execve(" in line]
-    check(1 <= len(senders) <= 2, "one sender for 20 process starts (a second only once the first's linger is over)",
+    check(1 <= len(senders) <= 2, "one sender for 20 processes (a second only once the first's linger is over)",
           len(senders), senders[:5])
     c.settle()
 

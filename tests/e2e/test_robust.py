@@ -989,7 +989,7 @@ def a_spool_header_with_a_huge_count_costs_a_few_requests(box):
         server.always = 413
         server.start()
         env = posthog_env(box, server.url, TATTLE_LINGER_MS=2000)
-        run_bounded([EMITTER, "0", "0", "exit"], "a process that finds the batches exits", env=env, cwd=box.dir,
+        run_bounded([EMITTER, "1", "0", "exit"], "a process that finds the batches exits", env=env, cwd=box.dir,
                     timeout=20)
         check_flushers_exit(box, 10, "its host exited (linger 2000 ms)")
         n = len(server.requests)

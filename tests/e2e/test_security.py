@@ -874,9 +874,10 @@ def setuid_program_neither_sends_nor_deletes_a_pending_spool(c):
         same_as_plain(plain, agent, what)
     h.check_equal(c.watch.seen(), [], "no tattle-flusher was started")
     h.check(settled, "no tattle-flusher is left")
-    # Control: the same environment in an ordinary root process does send
-    # root's spool there, so the setup above was live.
-    c.run(["/bin/true"], c.root_env(POSTHOG_API_KEY=KEY, POSTHOG_HOST=listener.url(), TATTLE_LINGER_MS=300))
+    # Control: the same environment in an ordinary root process that uses
+    # the agent (a thread is its first use) does send root's spool there,
+    # so the setup above was live.
+    c.run([EMITTER, "1", "0", "exit"], c.root_env(POSTHOG_API_KEY=KEY, POSTHOG_HOST=listener.url(), TATTLE_LINGER_MS=300))
     h.check(wait_until(lambda: listener.requests(), 5), "control: an ordinary root process sends root's spool",
             snapshot(c.roothome))
 
@@ -1298,14 +1299,16 @@ def a_pending_spool_under_ld_so_preload_starts_no_chain_of_flushers(c):
     env = c.root_env(TATTLE_SPOOL_DIR=spool, POSTHOG_API_KEY=KEY, POSTHOG_HOST=host, TATTLE_LINGER_MS=200)
     c.watch.reset()
     t0 = time.monotonic()
-    r = c.run(["/bin/true"], env)
-    h.check_equal((r.exit_code, r.stderr), (0, ""), "/bin/true exits 0 and prints nothing")
+    # A program whose first use of the agent is starting a thread: it
+    # captures nothing, so the only flusher it may start is the sender.
+    r = c.run([EMITTER, "1", "0", "exit"], env)
+    h.check_equal((r.exit_code, r.stderr), (0, ""), "the program exits 0 and prints nothing on stderr")
     time.sleep(max(0.0, t0 + 3.0 - time.monotonic()))
     started = c.watch.seen()
     left = not c.settle(1.5)
-    h.check(len(started) <= 2, "at most 2 tattle-flushers in the 3 s after /bin/true",
+    h.check(len(started) <= 2, "at most 2 tattle-flushers in the 3 s after it",
             "%d seen (and still starting: %s)" % (len(started), left))
-    h.check(started, "control: /bin/true found the pending batch and started its sender")
+    h.check(started, "control: its first use found the pending batch and started its sender")
     h.check(not left, "no tattle-flusher is left 4.5 s later (TATTLE_LINGER_MS=200)", flushers(c.fleet.flusher))
 
 

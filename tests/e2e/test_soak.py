@@ -583,8 +583,8 @@ class Soak:
         late = 0
         if len(self.server.accepted()) < want_server and self.batches():
             before = len(self.server.accepted())
-            kick = Job("kick", "sender", ["/bin/true"], "server")
-            subprocess.run(["/bin/true"], env=self.env_for(kick), timeout=60)
+            kick = Job("kick", "sender", [EMITTER, "1", "0", "exit"], "server")
+            subprocess.run(kick.argv, env=self.env_for(kick), timeout=60, stdout=subprocess.DEVNULL)
             kicked = time.monotonic()
             self.server.wait_for(lambda s: len(s.events) >= want_server, arrival_timeout)
             self.settle("after the sender", kicked, LINGER_MS / 1000 + 10 * self.scale)
