@@ -154,7 +154,7 @@ size_t tattle__fmt_hex(char *buf, uint64_t v)
     return 2 + n;
 }
 
-size_t tattle__strlen(const char *s)
+TATTLE_LOAD_PATH size_t tattle__strlen(const char *s)
 {
     size_t n = 0;
     if (!s)
@@ -164,7 +164,7 @@ size_t tattle__strlen(const char *s)
     return n;
 }
 
-size_t tattle__strlcpy(char *dst, const char *src, size_t cap)
+TATTLE_LOAD_PATH size_t tattle__strlcpy(char *dst, const char *src, size_t cap)
 {
     size_t n = 0;
     if (cap == 0)

@@ -29,7 +29,7 @@ static void warn_once(int warn, const char *name, const char *value, const char 
 }
 
 /* A boolean: 1/0, true/false, yes/no, on/off. */
-TATTLE_LOAD_PATH static int env_bool(const char *name, int def, int warn)
+static int env_bool(const char *name, int def, int warn)
 {
     const char *v = tattle__setting(name);
     if (!v || !*v)
@@ -42,7 +42,7 @@ TATTLE_LOAD_PATH static int env_bool(const char *name, int def, int warn)
     return def;
 }
 
-TATTLE_LOAD_PATH static int env_int(const char *name, int def, int lo, int hi, int warn)
+static int env_int(const char *name, int def, int lo, int hi, int warn)
 {
     const char *v = tattle__setting(name);
     long n;
@@ -70,14 +70,14 @@ TATTLE_LOAD_PATH static int env_int(const char *name, int def, int lo, int hi, i
 /* A home to keep state in: an absolute path other than "/", a directory
  * owned by this user (not /nonexistent, not another user's home kept by
  * sudo -E). */
-TATTLE_LOAD_PATH static int usable_home(const char *home)
+static int usable_home(const char *home)
 {
     struct stat st;
     return home && home[0] == '/' && home[1] && stat(home, &st) == 0 && S_ISDIR(st.st_mode) &&
            st.st_uid == geteuid();
 }
 
-TATTLE_LOAD_PATH int tattle__config_state_dir(char *buf, size_t cap)
+int tattle__config_state_dir(char *buf, size_t cap)
 {
     const char *own = tattle__setting("TATTLE_STATE_DIR");
     const char *xdg = tattle__setting("XDG_STATE_HOME");
@@ -107,7 +107,7 @@ static __attribute__((noinline)) void state_path(char *out, size_t cap, const ch
     memcpy(out + d, leaf, l + 1);
 }
 
-TATTLE_LOAD_PATH static void load_file_path(struct tattle_config *cfg, int warn, int with_default)
+static void load_file_path(struct tattle_config *cfg, int warn, int with_default)
 {
     const char *v = tattle__setting("TATTLE_FILE");
     if (v && *v) {
@@ -123,7 +123,7 @@ TATTLE_LOAD_PATH static void load_file_path(struct tattle_config *cfg, int warn,
         state_path(cfg->file_path, sizeof cfg->file_path, "/events.jsonl");
 }
 
-TATTLE_LOAD_PATH static void load_distinct_id(struct tattle_config *cfg, int warn)
+static void load_distinct_id(struct tattle_config *cfg, int warn)
 {
     const char *v = tattle__setting("TATTLE_DISTINCT_ID");
     if (!v || !*v)
@@ -135,7 +135,7 @@ TATTLE_LOAD_PATH static void load_distinct_id(struct tattle_config *cfg, int war
     strcpy(cfg->distinct_id, v);
 }
 
-TATTLE_LOAD_PATH const char *tattle__config_api_key(void)
+const char *tattle__config_api_key(void)
 {
     const char *v = tattle__setting("POSTHOG_API_KEY");
     size_t i;
@@ -182,7 +182,7 @@ int tattle__config_url_is_loopback(const char *url)
 }
 
 /* The key is never echoed: not even into a warning. */
-TATTLE_LOAD_PATH static void load_http(struct tattle_config *cfg, int warn)
+static void load_http(struct tattle_config *cfg, int warn)
 {
     const char *v = tattle__setting("POSTHOG_API_KEY");
     const char *host = tattle__setting("POSTHOG_HOST");
@@ -213,7 +213,7 @@ TATTLE_LOAD_PATH static void load_http(struct tattle_config *cfg, int warn)
     cfg->http_enabled = 1;
 }
 
-TATTLE_LOAD_PATH static void load_spool_base(struct tattle_config *cfg, int warn, int with_default)
+static void load_spool_base(struct tattle_config *cfg, int warn, int with_default)
 {
     const char *v = tattle__setting("TATTLE_SPOOL_DIR");
     cfg->spool_max_bytes = (long long)env_int("TATTLE_SPOOL_MAX_MB", 64, 1, 1 << 20, warn) << 20;
@@ -245,7 +245,7 @@ static void hex16(char out[17], uint64_t h)
     out[16] = 0;
 }
 
-TATTLE_LOAD_PATH static void per_destination(struct tattle_config *cfg)
+static void per_destination(struct tattle_config *cfg)
 {
     const char *key = tattle__config_api_key(), *p;
     uint64_t h = 1469598103934665603ull;
@@ -295,7 +295,7 @@ static __attribute__((noinline)) void load_sentry(struct tattle_config *cfg, int
     cfg->sentry_enabled = 1;
 }
 
-TATTLE_LOAD_PATH static void load_spool(struct tattle_config *cfg, int warn, int with_default)
+static void load_spool(struct tattle_config *cfg, int warn, int with_default)
 {
     load_spool_base(cfg, warn, with_default);
     load_sentry(cfg, warn); /* before PostHog's queue name is appended to the base */
@@ -320,7 +320,7 @@ static void reset(struct tattle_config *cfg)
     cfg->posthog_host_shown[0] = 0;
 }
 
-TATTLE_LOAD_PATH void tattle__config_load(struct tattle_config *cfg, enum tattle_config_reader reader)
+void tattle__config_load(struct tattle_config *cfg, enum tattle_config_reader reader)
 {
     int warn = reader == TATTLE_CONFIG_HOST;
     const char *fault;

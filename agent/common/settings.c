@@ -23,11 +23,19 @@ struct conf_entry {
     const char *name, *value;
 };
 
-const char *const tattle__setting_names[] = {
-    "TATTLE_DISABLE", "POSTHOG_API_KEY", "POSTHOG_HOST", "TATTLE_STATE_DIR", "TATTLE_SPOOL_DIR",
-    "TATTLE_SPOOL_MAX_MB", "TATTLE_LINGER_MS", "TATTLE_FILE", "TATTLE_FILE_MAX_MB", "TATTLE_STDERR", "TATTLE_DISTINCT_ID",
-    "TATTLE_CRASH_TIMEOUT_MS", "TATTLE_EXIT_TIMEOUT_MS", "TATTLE_TAGS", "TATTLE_RELEASE", "TATTLE_ENVIRONMENT",
-    "TATTLE_MAX_BREADCRUMBS", "TATTLE_REPORT_PRIVILEGED", "TATTLE_REPORT_KILLS", "TATTLE_SPOOL_NOSYNC", "TATTLE_ALL_THREADS", "SENTRY_DSN", "TATTLE_TEST_FAULT", NULL};
+#define SETTINGS(X)                                                                                           \
+    X(TATTLE_DISABLE) X(POSTHOG_API_KEY) X(POSTHOG_HOST) X(TATTLE_STATE_DIR) X(TATTLE_SPOOL_DIR)               \
+    X(TATTLE_SPOOL_MAX_MB) X(TATTLE_LINGER_MS) X(TATTLE_FILE) X(TATTLE_FILE_MAX_MB) X(TATTLE_STDERR)            \
+    X(TATTLE_DISTINCT_ID) X(TATTLE_CRASH_TIMEOUT_MS) X(TATTLE_EXIT_TIMEOUT_MS) X(TATTLE_TAGS) X(TATTLE_RELEASE) \
+    X(TATTLE_ENVIRONMENT) X(TATTLE_MAX_BREADCRUMBS) X(TATTLE_REPORT_PRIVILEGED) X(TATTLE_REPORT_KILLS)         \
+    X(TATTLE_SPOOL_NOSYNC) X(TATTLE_ALL_THREADS) X(SENTRY_DSN) X(TATTLE_TEST_FAULT)
+/* The names' text sits with the statics loading writes (the host's copy
+ * of its environment compares every entry with them): no page of its own
+ * to fault in. */
+#define NAME_TEXT(n) static char name_##n[] TATTLE_LOAD_DATA = #n;
+#define NAME_REF(n) name_##n,
+SETTINGS(NAME_TEXT)
+const char *const tattle__setting_names[] = {SETTINGS(NAME_REF) NULL};
 
 /* Zero until a file is read: a host without one touches none of it. */
 static char conf_text[CONF_MAX];
@@ -81,7 +89,7 @@ static void parse(char *text)
     }
 }
 
-TATTLE_LOAD_PATH static void read_conf(void)
+static void read_conf(void)
 {
     struct stat st, dst;
     char dir[sizeof TATTLE_CONF_PATH];
@@ -109,7 +117,7 @@ TATTLE_LOAD_PATH static void read_conf(void)
     close(fd);
 }
 
-void tattle__settings_use_env(char *const *env, int is_secure)
+TATTLE_LOAD_PATH void tattle__settings_use_env(char *const *env, int is_secure)
 {
     env_copy = env;
     secure = is_secure;
@@ -147,7 +155,7 @@ int tattle__settings_secure(void)
     return secure;
 }
 
-TATTLE_LOAD_PATH const char *tattle__setting_from_file(const char *name)
+const char *tattle__setting_from_file(const char *name)
 {
     int i;
     for (i = conf_count - 1; i >= 0; i--) /* the last line wins */
@@ -156,7 +164,7 @@ TATTLE_LOAD_PATH const char *tattle__setting_from_file(const char *name)
     return NULL;
 }
 
-TATTLE_LOAD_PATH const char *tattle__setting(const char *name)
+const char *tattle__setting(const char *name)
 {
     const char *v = secure ? NULL : from_env(name);
     return v ? v : tattle__setting_from_file(name);

@@ -14,7 +14,7 @@
 
 #include <sys/syscall.h>
 
-void *tattle__shm_reserve(void)
+TATTLE_LOAD_PATH void *tattle__shm_reserve(void)
 {
     /* Raw: it runs at load in every process. */
     long p = tattle__raw_syscall6(SYS_mmap, 0, (long)sizeof(struct tattle_shm), PROT_NONE,

@@ -1,6 +1,7 @@
 /* altstack.c - per-thread alternate signal stacks (see altstack.h).
  *
- * Signal context: NO. The main thread's stack is static; pthread_create()
+ * Signal context: NO (tattle__altstack_guard excepted). The main thread's
+ * stack is static; pthread_create()
  * is interposed, its trampoline maps the new thread's stack (with a guard
  * page) before calling the host's start routine, and a pthread key
  * destructor unmaps it when the thread ends.
@@ -64,9 +65,11 @@ static void alt_free(void *mem)
 }
 
 /* The main thread's stack lives as long as the process: it is static, so
- * loading costs no mapping; its lowest page is made a guard page, so that
- * an overflow faults instead of writing over the agent's other data. */
+ * loading costs no mapping. Its lowest page becomes a guard page at first
+ * use (an overflow then faults instead of writing over the agent's other
+ * data): one system call, and one split mapping, fewer at load. */
 static char main_alt_stack[GUARD + ALT_SIZE] TATTLE_LARGE_STATIC;
+static int main_alt_ours TATTLE_LOAD_DATA;
 
 TATTLE_LOAD_PATH void tattle__altstack_init(void)
 {
@@ -75,6 +78,12 @@ TATTLE_LOAD_PATH void tattle__altstack_init(void)
         cur.ss_size >= ALT_SIZE)
         (void)tattle__raw_syscall4(SYS_sigaltstack, (long)&cur, 0, 0, 0); /* the host had one of its own: keep it */
     else
+        main_alt_ours = 1;
+}
+
+void tattle__altstack_guard(void)
+{
+    if (main_alt_ours)
         (void)tattle__raw_syscall4(SYS_mprotect, (long)main_alt_stack, GUARD, PROT_NONE, 0);
 }
 

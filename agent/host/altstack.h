@@ -13,4 +13,7 @@
 /* At load, on the main thread. */
 void tattle__altstack_init(void);
 
+/* At first use: the main thread's stack gets its guard page. Signal-safe. */
+void tattle__altstack_guard(void);
+
 #endif

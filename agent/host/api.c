@@ -79,8 +79,24 @@ void tattle__api_enable(int custom_events_as_breadcrumbs)
 void tattle__api_after_fork(void)
 {
     process_id = tattle__sys_getpid();
-    thread_id = 0;
-    /* This thread's buffer mapping was copied into the child: keep using it. */
+    /* Each thread's buffer mapping was copied into the child: keep using it. */
+}
+
+/* The fork this thread last saw: after a newer one, its contexts and
+ * cached thread id are the parent's (posthog-python resets contexts in a
+ * forked child: so do we). Signal-safe. */
+static __thread unsigned thread_fork_gen;
+
+void tattle__api_thread_check(void)
+{
+    unsigned gen;
+    tattle__fork_check();
+    gen = atomic_load_explicit(&tattle__fork_gen, memory_order_acquire);
+    if (thread_fork_gen != gen) {
+        thread_fork_gen = gen;
+        thread_id = 0;
+        tattle__context_after_fork();
+    }
 }
 
 static int warn_bit(int code)
@@ -158,6 +174,7 @@ static __attribute__((noinline)) int api_busy(uintptr_t here)
     do {                                                                                                \
         if (!agent_enabled && !tattle__agent_init(0))                                                   \
             return 0;                                                                                   \
+        tattle__api_thread_check();                                                                     \
         if (in_api && api_busy((uintptr_t)__builtin_frame_address(0)))                                 \
             return refuse(func, TATTLE_EBUSY);                                                          \
         in_api = (uintptr_t)__builtin_frame_address(0);                                                 \
@@ -183,6 +200,7 @@ EXPORT void tattle_end_context(void)
 {
     if ((!agent_enabled && !tattle__agent_init(0)) || (in_api && api_busy((uintptr_t)__builtin_frame_address(0))))
         return;
+    tattle__api_thread_check();
     in_api = (uintptr_t)__builtin_frame_address(0);
     if (tattle__context_pop() != 0)
         refuse("tattle_end_context", TATTLE_ENOCONTEXT);

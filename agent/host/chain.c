@@ -73,7 +73,7 @@ static int is_taken(int sig)
     return h && (atomic_load_explicit(&taken, memory_order_acquire) & (1u << (h - table)));
 }
 
-static void table_write(int sig, const struct sigaction *sa)
+TATTLE_LOAD_PATH static void table_write(int sig, const struct sigaction *sa)
 {
     struct host_action *h = slot_of(sig);
     int spins = 0;
@@ -123,7 +123,7 @@ void tattle__chain_reset(int sig)
 /* SIG_DFL with no flags and an empty mask (the kernel's mask is its first
  * 64 bits; glibc leaves the rest of ours as it found it): the table's
  * zeroed slot already says so. */
-static int is_default(const struct sigaction *sa)
+TATTLE_LOAD_PATH static int is_default(const struct sigaction *sa)
 {
     uint64_t mask;
     memcpy(&mask, &sa->sa_mask, sizeof mask);

@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <limits.h>
 #include <pthread.h>
@@ -47,6 +48,10 @@
 
 #define FLUSHER_NAME "tattle-flusher"
 #define LIBRARY_NAME "libtattle.so"
+/* What crtbegin would have defined (the library links without start
+ * files): the handle pthread_atfork registers this object under. */
+__attribute__((visibility("hidden"))) void *__dso_handle = &__dso_handle;
+
 /* Defined by tattle-flusher: this copy of the agent was preloaded into the
  * flusher itself (/etc/ld.so.preload) and stays inert there. */
 extern const int tattle_flusher_process __attribute__((weak, visibility("default")));
@@ -59,7 +64,7 @@ static int secure_exec TATTLE_LOAD_DATA; /* AT_SECURE */
 static int relative_self TATTLE_LOAD_DATA; /* flusher_path was resolved at load */
 
 enum { INIT_NONE, INIT_RUNNING, INIT_DONE, INIT_INERT };
-static _Atomic int init_state;
+static _Atomic int init_state TATTLE_LOAD_DATA; /* read at exit: no page fault of its own */
 static _Atomic pid_t init_owner;
 
 /* The flusher sits beside libtattle.so (build tree and installed tree):
@@ -90,10 +95,10 @@ static __attribute__((noinline)) int find_flusher_by_realpath(const char *lib)
 /* The entry of LD_PRELOAD that names this library (n bytes), or NULL when
  * LD_PRELOAD does not ask for us: /etc/ld.so.preload loaded us into every
  * process. */
-static const char *preload_entry(size_t *len)
+TATTLE_LOAD_PATH static const char *preload_entry(size_t *len)
 {
     const size_t name = sizeof LIBRARY_NAME - 1;
-    const char *p = tattle__envcopy_get("LD_PRELOAD");
+    const char *p = tattle__envcopy_preload();
     while (p && *p) {
         size_t n = 0;
         while (p[n] && p[n] != ':' && p[n] != ' ')
@@ -168,12 +173,55 @@ static __attribute__((noinline)) void say_flusher_missing(const char *self, size
 void tattle__api_enable(int custom_events_as_breadcrumbs);
 void tattle__api_after_fork(void);
 
+/* A forked child: what the parent had (its region, its flusher, a capture
+ * under way) is not the child's. Each thread's own state (its contexts,
+ * its cached thread id) is dropped by that thread when it next calls in
+ * (tattle__fork_gen). Signal-safe. */
 static void after_fork_child(void)
 {
     tattle__signals_after_fork();
-    tattle__context_after_fork();
     tattle__api_after_fork();
     tattle__link_forget();
+    atomic_fetch_add(&tattle__fork_gen, 1);
+}
+
+/* Forks are noticed without pthread_atfork (which loading would pay for
+ * in every process): at first use the agent maps a page the kernel zeroes
+ * in a forked child (MADV_WIPEONFORK) and writes 1 in it. A vfork child
+ * shares it and still reads 1. 0: a fork child nobody took over yet;
+ * 2: a thread is taking it over. */
+volatile uint32_t *tattle__fork_page;
+_Atomic unsigned tattle__fork_gen;
+
+static void arm_fork_page(int in_signal)
+{
+    long p = tattle__raw_syscall6(SYS_mmap, 0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p < 0 && p > -4096)
+        p = 0;
+    if (p && tattle__raw_syscall4(SYS_madvise, p, 4096, MADV_WIPEONFORK, 0) != 0) {
+        (void)tattle__raw_syscall4(SYS_munmap, p, 4096, 0, 0);
+        p = 0;
+    }
+    if (p) {
+        *(volatile uint32_t *)p = 1;
+        tattle__fork_page = (volatile uint32_t *)p;
+    } else if (!in_signal) { /* a kernel before 4.14 */
+        pthread_atfork(NULL, NULL, after_fork_child);
+    }
+}
+
+void tattle__fork_takeover(void)
+{
+    uint32_t fresh = 0;
+    if (__atomic_compare_exchange_n(tattle__fork_page, &fresh, 2, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        after_fork_child();
+        __atomic_store_n(tattle__fork_page, 1, __ATOMIC_RELEASE);
+        return;
+    }
+    for (int i = 0; i < 100000 && __atomic_load_n(tattle__fork_page, __ATOMIC_ACQUIRE) == 2; i++) {
+        struct timespec ts = {0, 20000};
+        nanosleep(&ts, NULL);
+    }
 }
 
 /* A setuid, setgid or file-capability program. Nothing of its environment
@@ -230,9 +278,9 @@ static void say_file_problem(void)
 
 /* TATTLE_DISABLE=1 (or true, yes, on) in the environment: nothing at all
  * is put in place. The file's TATTLE_DISABLE is read at first use. */
-static int disabled_by_environment(void)
+TATTLE_LOAD_PATH static int disabled_by_environment(void)
 {
-    const char *v = tattle__envcopy_get("TATTLE_DISABLE");
+    const char *v = tattle__envcopy_disable();
     return v && (tattle__streq(v, "1") || tattle__caseeq(v, "true") || tattle__caseeq(v, "yes") ||
                  tattle__caseeq(v, "on"));
 }
@@ -281,6 +329,8 @@ static int first_use(int in_signal)
                                   tattle__setting("TATTLE_ENVIRONMENT"), config.distinct_id,
                                   config.stderr_report);
     tattle__signals_configure(&config);
+    tattle__altstack_guard();
+    arm_fork_page(in_signal);
     /* Before the API is on, so no capture races it for the spawn stacks. */
     if (!in_signal)
         send_what_earlier_processes_left();
@@ -336,7 +386,6 @@ __attribute__((constructor)) static void tattle_load(int argc, char **argv, char
     tattle__link_reserve();
     tattle__altstack_init();
     tattle__signals_install();
-    pthread_atfork(NULL, NULL, after_fork_child);
     loaded = 1;
     /* A privileged program decides now whether it is reported at all:
      * what the configuration file says must hold before it runs. */
@@ -348,6 +397,7 @@ __attribute__((destructor)) static void tattle_unload(void)
 {
     if (atomic_load(&init_state) != INIT_DONE)
         return;
+    tattle__fork_check(); /* a forked child waits for nothing of its parent's */
     tattle__signals_exit_wait();
     tattle__link_wait_exit(config.exit_timeout_ms);
 }

@@ -14,24 +14,39 @@
 #include "assafe.h"
 #include "settings.h"
 
-const char *const tattle__passed_names[] = {
-    "HOME", "XDG_STATE_HOME", "http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
-    "no_proxy", "NO_PROXY", "ASAN_OPTIONS", "UBSAN_OPTIONS", "TSAN_OPTIONS", "LSAN_OPTIONS", "LD_PRELOAD", NULL,
-};
+#define PASSED(X)                                                                                             \
+    X(HOME) X(XDG_STATE_HOME) X(http_proxy) X(https_proxy) X(HTTPS_PROXY) X(all_proxy) X(ALL_PROXY) X(no_proxy) \
+    X(NO_PROXY) X(ASAN_OPTIONS) X(UBSAN_OPTIONS) X(TSAN_OPTIONS) X(LSAN_OPTIONS) X(LD_PRELOAD)
+/* Their text with the statics loading writes (as settings.c's names). */
+#define NAME_TEXT(n) static char name_##n[] TATTLE_LOAD_DATA = #n;
+#define NAME_REF(n) name_##n,
+PASSED(NAME_TEXT)
+const char *const tattle__passed_names[] = {PASSED(NAME_REF) NULL};
 
 #define ENTRIES 48
 #define INLINE_SPACE 1536
 
 static char *entries[ENTRIES + 1] TATTLE_LOAD_DATA;
+/* The two values loading itself reads (found during the copy: looking
+ * them up by a literal name would fault in a page of read-only data). */
+static const char *preload_value TATTLE_LOAD_DATA, *disable_value TATTLE_LOAD_DATA;
+
+/* The value entry sets for name, or NULL. */
+TATTLE_LOAD_PATH static const char *value_for(const char *entry, const char *name)
+{
+    while (*name && *entry == *name)
+        entry++, name++;
+    return !*name && *entry == '=' ? entry + 1 : NULL;
+}
 static char inline_space[INLINE_SPACE] TATTLE_LOAD_DATA;
 
 /* Does entry ("NAME=value") set one of names? */
-static int named(const char *entry, const char *const *names)
+TATTLE_LOAD_PATH static int named(const char *entry, const char *const *names)
 {
     size_t i;
     for (i = 0; names[i]; i++) {
         const char *a = entry, *b = names[i];
-        if (*a != *b)
+        if (a[0] != b[0] || a[1] != b[1])
             continue;
         while (*b && *a == *b)
             a++, b++;
@@ -41,19 +56,28 @@ static int named(const char *entry, const char *const *names)
     return 0;
 }
 
-static int wanted(const char *entry)
+TATTLE_LOAD_PATH static int wanted(const char *e)
 {
-    switch (entry[0]) { /* most of an environment is skipped on its first byte */
-    case 'T': case 'P': case 'S': case 'H': case 'X': case 'h': case 'A': case 'a': case 'N': case 'n':
-    case 'U': case 'L':
-        return named(entry, tattle__setting_names) || named(entry, tattle__passed_names);
-    default:
-        return 0;
+    /* Most of an environment is ruled out by its first two bytes (PATH,
+     * PWD, SHELL, TERM, USER, LANG...): no name is compared with it. */
+    switch (e[0]) {
+    case 'T': if (e[1] != 'A' && e[1] != 'S') return 0; break; /* TATTLE_*, TSAN_OPTIONS */
+    case 'P': if (e[1] != 'O') return 0; break;                /* POSTHOG_* */
+    case 'S': if (e[1] != 'E') return 0; break;                /* SENTRY_DSN */
+    case 'H': if (e[1] != 'O' && e[1] != 'T') return 0; break; /* HOME, HTTPS_PROXY */
+    case 'X': if (e[1] != 'D') return 0; break;                /* XDG_STATE_HOME */
+    case 'h': if (e[1] != 't') return 0; break;                /* http(s)_proxy */
+    case 'a': case 'A': if (e[1] != 'l' && e[1] != 'L' && e[1] != 'S') return 0; break;
+    case 'n': case 'N': if (e[1] != 'o' && e[1] != 'O') return 0; break;
+    case 'U': if (e[1] != 'B') return 0; break;                /* UBSAN_OPTIONS */
+    case 'L': if (e[1] != 'S' && e[1] != 'D') return 0; break; /* LSAN_OPTIONS, LD_PRELOAD */
+    default: return 0;
     }
+    return named(e, tattle__setting_names) || named(e, tattle__passed_names);
 }
 
 /* AT_SECURE from the auxiliary vector, which follows envp's NULL. */
-static int secure_from_auxv(char **envp)
+TATTLE_LOAD_PATH static int secure_from_auxv(char **envp)
 {
     char **e = envp;
     const Elf64_auxv_t *av;
@@ -65,7 +89,7 @@ static int secure_from_auxv(char **envp)
     return 0;
 }
 
-int tattle__envcopy_take(char **envp)
+TATTLE_LOAD_PATH int tattle__envcopy_take(char **envp)
 {
     extern char **environ;
     size_t need = 0, used = 0, n = 0;
@@ -97,12 +121,20 @@ int tattle__envcopy_take(char **envp)
             break;
         entries[n++] = space + used;
         tattle__strlcpy(space + used, *e, len);
+        if (!preload_value)
+            preload_value = value_for(space + used, name_LD_PRELOAD);
+        if (!disable_value)
+            disable_value = value_for(space + used, tattle__setting_names[0]); /* TATTLE_DISABLE */
         used += len;
     }
     return 0;
 }
 
 char *const *tattle__envcopy(void) { return entries; }
+
+const char *tattle__envcopy_preload(void) { return preload_value; }
+
+const char *tattle__envcopy_disable(void) { return disable_value; }
 
 const char *tattle__envcopy_get(const char *name)
 {

@@ -24,6 +24,10 @@ int tattle__envcopy_take(char **envp);
 /* The copy: NULL-terminated "NAME=value" entries (empty when secure). */
 char *const *tattle__envcopy(void);
 
+/* LD_PRELOAD and TATTLE_DISABLE in the copy, or NULL: what loading reads. */
+const char *tattle__envcopy_preload(void);
+const char *tattle__envcopy_disable(void);
+
 /* The value of name in the copy, or NULL. */
 const char *tattle__envcopy_get(const char *name);
 

@@ -361,6 +361,7 @@ static void on_fatal_signal(int sig, siginfo_t *si, void *ucv)
     int report_sig = sig;
     siginfo_t *report_si = si;
     ucontext_t *report_uc = ucv;
+    pid_t me;
     if (guard_armed && (sig == SIGSEGV || sig == SIGBUS)) {
         guard_armed = 0;
         siglongjmp(guard_jmp, 1);
@@ -371,9 +372,14 @@ static void on_fatal_signal(int sig, siginfo_t *si, void *ucv)
         sigaltstack(&alt_saved, NULL);
         alt_disarmed = 0;
     }
+    /* A forked child takes over from its parent (the first thread to call
+     * in does), and this thread drops the parent's contexts. */
+    me = tattle__sys_getpid();
+    tattle__api_thread_check();
     /* A vfork child shares our memory: touch nothing, just die. A crash
-     * inside this handler, or a second signal on this thread: just die. */
-    if (tattle__sys_getpid() != process_id || in_handler) {
+     * inside this handler, or a second signal on this thread: just die.
+     * (process_id is 0 until the first use.) */
+    if ((process_id && me != process_id) || in_handler) {
         die_as_before(sig, si);
         errno = saved_errno;
         return;
@@ -387,7 +393,7 @@ static void on_fatal_signal(int sig, siginfo_t *si, void *ucv)
     }
     /* PID 1 of a namespace: the kernel drops a signal a process sends it
      * while its action is SIG_DFL (only faults are forced on it). */
-    if (host.sa_handler == SIG_DFL && process_id == 1 && si->si_code <= 0) {
+    if (host.sa_handler == SIG_DFL && me == 1 && si->si_code <= 0) {
         errno = saved_errno;
         return;
     }
@@ -428,6 +434,7 @@ static void on_fatal_signal(int sig, siginfo_t *si, void *ucv)
 void tattle__signals_configure(const struct tattle_config *cfg)
 {
     config = cfg;
+    process_id = tattle__sys_getpid();
 }
 
 void tattle__signals_uninstall(void)
@@ -442,9 +449,7 @@ TATTLE_LOAD_PATH void tattle__signals_install(void)
     struct sigaction sa;
     size_t i;
     uint64_t mask = ~(uint64_t)0;
-    /* Raw system calls and a hand-made mask: no libc function is bound for
-     * this at load. */
-    process_id = (pid_t)tattle__raw_syscall4(SYS_getpid, 0, 0, 0, 0);
+    /* A hand-made mask: no libc function is bound for it at load. */
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = on_fatal_signal;
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK;

@@ -68,6 +68,7 @@ PROCTITLE = os.path.join(TESTS_DIR, "proctitle")
 PRETTY = os.path.join(TESTS_DIR, "pretty")
 CRASHER = os.path.join(TESTS_DIR, "crasher")
 EMITTER = os.path.join(TESTS_DIR, "emitter")
+RAW_ACTION = os.path.join(TESTS_DIR, "raw_action")
 FLUSHER = os.path.join(os.path.dirname(h.AGENT), "tattle-flusher")
 
 USER = "tattlesec"
@@ -1052,6 +1053,25 @@ def the_environment_overrides_the_system_file(c):
     h.check(not os.path.exists(from_conf), "nothing went where the system file says")
 
 
+@case
+def a_system_file_that_disables_the_agent_gives_the_handlers_back(c):
+    """The file is read at first use: a process that started with the
+    agent's handlers in place gets its own (the default) back then, and a
+    crash afterwards dies as without the agent."""
+    events = os.path.join(c.userdir, "events.jsonl")
+    env = c.user_env(TATTLE_FILE=events)
+    control = c.run([RAW_ACTION], env, user=True)
+    h.check_equal(control.stdout, "SIGSEGV: a handler\n", "control: without the file, the agent's handler is in place",
+                  control.stderr[-800:])
+    c.write_conf(CONF_COMMENTS + "TATTLE_DISABLE=1\n")
+    plain = c.run([RAW_ACTION, "crash"], env, user=True, agent=False)
+    agent = c.run([RAW_ACTION, "crash"], env, user=True)
+    h.check_equal(agent.stdout, "SIGSEGV: default\n", "after the first use the kernel holds the default again",
+                  agent.stderr[-800:])
+    h.check_equal((agent.signal, agent.stderr), (plain.signal, plain.stderr), "the death is as without the agent")
+    h.check(not os.path.exists(events), "no event")
+
+
 def check_ignored(c, name, events, xdg, env, agent, how):
     crash = c.run([CRASHER, "null"], env, user=True, agent=agent)
     h.check_equal(crash.signal, signal.SIGSEGV, "the crasher dies of SIGSEGV", crash.stderr[-1500:])
@@ -1397,6 +1417,7 @@ TESTS = {f.__name__: f for f in [
     unix_chkpwd_killed_by_sigsys_contacts_nothing,
     the_system_file_configures_an_ordinary_process,
     the_environment_overrides_the_system_file,
+    a_system_file_that_disables_the_agent_gives_the_handlers_back,
     a_system_file_not_root_owned_or_writable_by_others_is_ignored_and_said,
     opted_in_setuid_root_crash_goes_only_where_the_system_file_says,
     opted_in_setuid_root_crash_defaults_to_var_lib_tattle_0,
