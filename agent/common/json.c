@@ -4,6 +4,9 @@
  */
 #include "json.h"
 
+#include <stdint.h>
+#include <string.h>
+
 #include "assafe.h"
 
 #define MAX_DEPTH 64
@@ -46,11 +49,27 @@ static int utf8_seq(const unsigned char *p, const unsigned char *end)
     return n;
 }
 
+/* 8 bytes at a time while they are ASCII without a NUL. */
+static const unsigned char *skip_ascii(const unsigned char *p, const unsigned char *end)
+{
+    while (end - p >= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8); /* a constant size: a plain load, no call */
+        if ((w & 0x8080808080808080ull) || ((w - 0x0101010101010101ull) & ~w & 0x8080808080808080ull))
+            break;
+        p += 8;
+    }
+    return p;
+}
+
 int tattle__utf8_check(const char *s, size_t len)
 {
     const unsigned char *p = (const unsigned char *)s, *end = p + len;
     while (p < end) {
         int n;
+        p = skip_ascii(p, end);
+        if (p >= end)
+            break;
         if (*p == 0)
             return -1;
         n = utf8_seq(p, end);
@@ -77,6 +96,10 @@ static int parse_string(struct cursor *c)
         }
         if (ch < 0x20)
             return -1;
+        if (ch < 0x80 && ch != '\\') { /* the common case, without a call */
+            c->p++;
+            continue;
+        }
         if (ch == '\\') {
             c->p++;
             if (c->p >= c->end)
@@ -230,13 +253,19 @@ int tattle__json_check_object(const char *text, size_t len) { return tattle__jso
 
 void tattle__out_raw(struct tattle_out *o, const char *s, size_t n)
 {
-    size_t i;
+    char *d;
+    size_t i = 0;
     if (o->overflow || n > o->cap - o->len) {
         o->overflow = 1;
         return;
     }
-    for (i = 0; i < n; i++)
-        o->buf[o->len + i] = s[i];
+    d = o->buf + o->len;
+    /* 8 bytes at a time: constant-size copies are plain moves, not calls
+     * (this runs in the crash handler too). */
+    for (; i + 8 <= n; i += 8)
+        memcpy(d + i, s + i, 8);
+    for (; i < n; i++)
+        d[i] = s[i];
     o->len += n;
 }
 
@@ -250,18 +279,24 @@ void tattle__out_json_string(struct tattle_out *o, const char *s)
 void tattle__out_json_string_n(struct tattle_out *o, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
-    const char *end = s + n;
+    const char *end = s ? s + n : s;
     tattle__out_raw(o, "\"", 1);
-    for (; s && s < end; s++) {
-        unsigned char ch = (unsigned char)*s;
-        char esc[6] = {'\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15]};
+    while (s < end) {
+        const char *run = s;
+        unsigned char ch;
+        while (s < end && (unsigned char)*s >= 0x20 && *s != '"' && *s != '\\')
+            s++;
+        if (s > run) /* a run that needs no escape: one copy */
+            tattle__out_raw(o, run, (size_t)(s - run));
+        if (s >= end)
+            break;
+        ch = (unsigned char)*s++;
         if (ch == '"' || ch == '\\') {
             char two[2] = {'\\', (char)ch};
             tattle__out_raw(o, two, 2);
-        } else if (ch < 0x20) {
-            tattle__out_raw(o, esc, 6);
         } else {
-            tattle__out_raw(o, (const char *)&ch, 1);
+            char esc[6] = {'\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15]};
+            tattle__out_raw(o, esc, 6);
         }
     }
     tattle__out_raw(o, "\"", 1);

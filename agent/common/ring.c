@@ -32,34 +32,42 @@ static void copy_in(struct tattle_ring *r, uint64_t pos, size_t off, const void 
     }
 }
 
+/* The tail this thread saw last, for the ring it wrote to last: a writer
+ * reads the reader's cursor (a cache line the reader keeps writing) only
+ * when, by that stale view, the ring might be full. A stale tail is never
+ * ahead of the real one, so it only ever makes a writer look again. */
+static __thread struct tattle_ring *hint_ring;
+static __thread uint64_t hint_tail;
+
 int64_t tattle__ring_put(struct tattle_ring *r, const void *a, size_t alen, const void *b, size_t blen)
 {
     size_t len = alen + blen;
     uint64_t k = len ? (len + TATTLE_RING_SLOT_DATA - 1) / TATTLE_RING_SLOT_DATA : 1;
-    uint64_t pos, i;
+    uint64_t pos, i, tail = hint_ring == r ? hint_tail : 0;
     if (len > TATTLE_RING_MAX_RECORD)
         return -2;
     pos = atomic_load_explicit(&r->head, memory_order_relaxed);
     for (unsigned tries = 0;; tries++) {
-        /* Bounded: slot states damaged by a stray write must not hang the
+        /* Bounded: cursors damaged by a stray write must not hang the
          * host; the record is dropped and counted instead. */
         if (tries > 100000) {
             atomic_fetch_add_explicit(&r->dropped, 1, memory_order_relaxed);
             return -1;
         }
-        uint64_t last = pos + k - 1;
-        uint64_t st = atomic_load_explicit(&slot_at(r, last)->state, memory_order_acquire);
-        if (st == 2 * lap_of(last)) {
-            if (atomic_compare_exchange_weak_explicit(&r->head, &pos, pos + k, memory_order_relaxed,
-                                                      memory_order_relaxed))
-                break;
-        } else if (st < 2 * lap_of(last)) {
-            /* The reader has not freed that slot from the previous lap: full. */
-            atomic_fetch_add_explicit(&r->dropped, 1, memory_order_relaxed);
-            return -1;
-        } else {
-            pos = atomic_load_explicit(&r->head, memory_order_relaxed);
+        if (pos + k - tail > TATTLE_RING_SLOTS) {
+            /* Full by what this thread saw: the reader may have moved on.
+             * Acquire: what it read of those slots happened before. */
+            tail = atomic_load_explicit(&r->tail, memory_order_acquire);
+            hint_ring = r;
+            hint_tail = tail;
+            if (pos + k - tail > TATTLE_RING_SLOTS) { /* full (or cursors damaged: never trusted) */
+                atomic_fetch_add_explicit(&r->dropped, 1, memory_order_relaxed);
+                return -1;
+            }
         }
+        if (atomic_compare_exchange_weak_explicit(&r->head, &pos, pos + k, memory_order_relaxed,
+                                                  memory_order_relaxed))
+            break;
     }
     copy_in(r, pos, 0, a, alen);
     copy_in(r, pos, alen, b, blen);
@@ -77,11 +85,12 @@ int64_t tattle__ring_put(struct tattle_ring *r, const void *a, size_t alen, cons
     return (int64_t)pos;
 }
 
+/* Slots before the tail are free: writers compare with the tail, and a
+ * slot's state from an earlier lap never reads as published in this one,
+ * so the reader writes nothing into the slots themselves (their lines stay
+ * clean in the writer's cache). */
 static void free_slots(struct tattle_ring *r, uint64_t pos, uint64_t k)
 {
-    uint64_t i;
-    for (i = 0; i < k; i++)
-        atomic_store_explicit(&slot_at(r, pos + i)->state, 2 * (lap_of(pos + i) + 1), memory_order_release);
     atomic_store_explicit(&r->tail, pos + k, memory_order_release);
 }
 

@@ -4,9 +4,10 @@
  * slots with a CAS on head), one flusher reads. A record spans 1..N adjacent
  * slots. All-zero memory is an empty ring, so a fresh memfd needs no setup
  * and untouched slots cost no resident memory.
- * A slot's state word encodes its lap L: 2L = free for lap L, 2L+1 = published
- * in lap L. The consumer frees slots in order, so a writer needing k slots only
- * checks the last one.
+ * A slot's state word says in which lap L it was last published (2L+1);
+ * positions before the reader's tail are free, and a writer compares its
+ * claim with the tail (as it last saw it: the reader's cursor is read again
+ * only when the ring looks full), so the reader never writes into slots.
  * Signal context: PARTLY. tattle__ring_put() is signal-safe (no syscalls,
  * no locks, never waits); the reader side runs in the flusher only.
  */

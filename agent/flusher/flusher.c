@@ -274,6 +274,33 @@ static void wait_for_work(struct flusher *f, int timeout_ms)
     set_sleeping(f, 0);
 }
 
+/* A host that rang has most likely begun a burst of captures: reading
+ * its ring at once would chase the writer slot by slot, each cache line
+ * crossing between cores over and over (a capture then costs several
+ * times what it does alone). A moment's wait lets the burst finish first.
+ * Not while a crash waits, a ring is a quarter full, or a host is gone. */
+#define BURST_WAIT_US 250
+
+static void let_bursts_finish(struct flusher *f)
+{
+    struct timespec ts = {0, BURST_WAIT_US * 1000};
+    int any = 0;
+    for (size_t i = 0; i < f->nclients; i++) {
+        struct client *c = f->clients[i];
+        uint64_t used;
+        if (!c->shm)
+            continue;
+        if (c->host_gone || atomic_load(&c->shm->crash.state) != TATTLE_CRASH_IDLE)
+            return;
+        used = atomic_load(&c->shm->ring.head) - atomic_load(&c->shm->ring.tail);
+        if (used > TATTLE_RING_SLOTS / 4)
+            return;
+        any |= used > 0;
+    }
+    if (any)
+        nanosleep(&ts, NULL);
+}
+
 /* One round: every host's events, then its crash (events captured before
  * a crash go before it), then everything to the sinks. */
 static void serve(struct flusher *f)
@@ -349,6 +376,7 @@ static void run(struct flusher *f)
             served = 1;
         }
         wait_for_work(f, idle_ms);
+        let_bursts_finish(f);
     }
 }
 

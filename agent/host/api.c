@@ -135,7 +135,7 @@ static int check_text(const char *s, size_t limit, int allow_empty)
     size_t n;
     if (!s || (!allow_empty && !*s))
         return TATTLE_EINVAL;
-    n = tattle__strlen(s);
+    n = strlen(s);
     if (n > limit)
         return TATTLE_ETOOBIG;
     return tattle__utf8_check(s, n) == 0 ? 0 : TATTLE_EUTF8;
@@ -146,13 +146,14 @@ static int check_json(const char *s, size_t limit, int object)
     size_t n;
     if (!s)
         return TATTLE_EINVAL;
-    n = tattle__strlen(s);
+    n = strlen(s);
     if (n > limit)
         return TATTLE_ETOOBIG;
-    if (tattle__utf8_check(s, n) != 0)
-        return TATTLE_EUTF8;
+    /* Valid JSON is valid UTF-8 (the parser checks every string, and
+     * allows nothing but ASCII outside them): UTF-8 is looked at on its
+     * own only to say which of the two is wrong. */
     if ((object ? tattle__json_check_object(s, n) : tattle__json_check(s, n)) != 0)
-        return TATTLE_EJSON;
+        return tattle__utf8_check(s, n) != 0 ? TATTLE_EUTF8 : TATTLE_EJSON;
     return 0;
 }
 
@@ -306,7 +307,8 @@ static int put_record(uint16_t kind, const char *name, const char *distinct, con
     char *buf = thread_record_buf();
     struct tattle_out o = {buf, TATTLE_RING_MAX_RECORD, 0, 0};
     struct tattle_shm *shm = buf ? tattle__link_get(0) : NULL;
-    size_t ctx_start, ctx_end;
+    size_t ctx_start, ctx_end, ctx_n;
+    const char *ctx;
     int64_t pos;
     int i;
     if (!shm || tattle__link_unavailable())
@@ -328,7 +330,10 @@ static int put_record(uint16_t kind, const char *name, const char *distinct, con
         tattle__out_str(&o, props);
     rec.props_len = (uint32_t)o.len - rec.name_len - rec.distinct_len;
     ctx_start = o.len;
-    tattle__context_write(&o, kind == TATTLE_REC_EXCEPTION);
+    if (kind == TATTLE_REC_EVENT && (ctx_n = tattle__context_snapshot(&ctx)) > 0)
+        tattle__out_raw(&o, ctx, ctx_n); /* the context as it was written last */
+    else
+        tattle__context_write(&o, kind == TATTLE_REC_EXCEPTION);
     ctx_end = o.len;
     rec.context_len = (uint32_t)(ctx_end - ctx_start);
     if (message)

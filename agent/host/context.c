@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define TATTLE_AGENT_BUILD
 #include "tattle.h"
@@ -27,16 +28,34 @@ struct tagset {
     unsigned cap;
 };
 
+#define INLINE_TAGS 8
+#define ARENA 384
+#define FREE_KEEP 16
+
+/* A context holds its first tags and their text itself: a push, a few
+ * tags and a pop allocate nothing once the thread has a popped context to
+ * reuse. */
 struct context {
     struct context *parent;
     unsigned flags;
     struct tagset tags;
     _Atomic(char *) distinct;
     _Atomic(char *) session;
+    size_t arena_used;
+    struct context *next_free;
+    struct tag inline_tags[INLINE_TAGS];
+    char arena[ARENA];
 };
 
 static __thread struct context *_Atomic thread_top;
 static __thread int thread_depth;
+/* Popped contexts kept for reuse (at most FREE_KEEP). */
+static __thread struct context *free_list;
+static __thread int free_count;
+/* Bumped whenever this thread's contexts change, or the process layer
+ * does: a capture reuses the text it last wrote while both hold. */
+static __thread unsigned thread_gen;
+static _Atomic unsigned process_gen;
 /* Contexts a thread leaves open are freed when it exits. */
 static pthread_key_t exit_key;
 static _Atomic int exit_key_state;
@@ -110,6 +129,7 @@ void tattle__context_set_env_layer(const char *tags, const char *release, const 
     env_release = release && *release ? release : NULL;
     env_environment = environment && *environment ? environment : NULL;
     env_distinct = distinct && *distinct ? distinct : NULL;
+    atomic_fetch_add(&process_gen, 1);
     if (!warn)
         return;
     while (p && *p) {
@@ -131,6 +151,8 @@ void tattle__context_set_env_layer(const char *tags, const char *release, const 
         tattle__say("tattle: ignoring TATTLE_ENVIRONMENT: not valid UTF-8, or longer than 1000 bytes", 0, 0, 0, 0);
 }
 
+static char *context_pair(struct context *c, const char *key, const char *value, const char **vout);
+
 static char *dup_pair(const char *key, const char *value, const char **vout)
 {
     size_t kl = strlen(key), vl = strlen(value);
@@ -144,9 +166,10 @@ static char *dup_pair(const char *key, const char *value, const char **vout)
 }
 
 /* Append key=value; a key set again is appended again (the later one wins
- * when read). free_old: the replaced array may be freed (only this thread
- * reads it). */
-static int tagset_append(struct tagset *ts, const char *key, const char *value, int free_old)
+ * when read). owner: the context the set belongs to (its text goes in the
+ * context's arena, a replaced array is freed: only this thread reads it),
+ * or NULL for the process layer (nothing replaced is ever freed). */
+static int tagset_append(struct tagset *ts, const char *key, const char *value, struct context *owner)
 {
     unsigned n = atomic_load_explicit(&ts->count, memory_order_relaxed);
     struct tag *items = atomic_load_explicit(&ts->items, memory_order_relaxed);
@@ -163,11 +186,11 @@ static int tagset_append(struct tagset *ts, const char *key, const char *value, 
             memcpy(grown, items, n * sizeof *grown);
         atomic_store_explicit(&ts->items, grown, memory_order_release);
         ts->cap = cap;
-        if (free_old)
+        if (owner && items != owner->inline_tags)
             free(items);
         items = grown;
     }
-    k = dup_pair(key, value, &v);
+    k = owner ? context_pair(owner, key, value, &v) : dup_pair(key, value, &v);
     if (!k)
         return TATTLE_ENOMEM;
     items[n].key = k;
@@ -176,21 +199,76 @@ static int tagset_append(struct tagset *ts, const char *key, const char *value, 
     return 0;
 }
 
-static void tagset_free(struct tagset *ts)
+static int in_arena(const struct context *c, const char *p)
 {
-    struct tag *items = atomic_load(&ts->items);
-    unsigned i, n = atomic_load(&ts->count);
-    for (i = 0; i < n; i++)
-        free((char *)items[i].key);
-    free(items);
+    return p >= c->arena && p < c->arena + ARENA;
 }
 
-static void context_free(struct context *c)
+/* What a context allocated beyond itself, freed; the context emptied. */
+static void context_clear(struct context *c)
 {
-    tagset_free(&c->tags);
-    free(atomic_load(&c->distinct));
-    free(atomic_load(&c->session));
+    struct tag *items = atomic_load(&c->tags.items);
+    unsigned i, n = atomic_load(&c->tags.count);
+    for (i = 0; i < n; i++)
+        if (!in_arena(c, items[i].key))
+            free((char *)items[i].key);
+    atomic_store(&c->tags.count, 0);
+    free(atomic_exchange(&c->distinct, NULL));
+    free(atomic_exchange(&c->session, NULL));
+    c->arena_used = 0;
+}
+
+static void context_destroy(struct context *c)
+{
+    struct tag *items = atomic_load(&c->tags.items);
+    context_clear(c);
+    if (items != c->inline_tags)
+        free(items);
     free(c);
+}
+
+/* Popped: kept for the next push, or freed. */
+static void context_release(struct context *c)
+{
+    if (free_count >= FREE_KEEP) {
+        context_destroy(c);
+        return;
+    }
+    context_clear(c);
+    c->next_free = free_list;
+    free_list = c;
+    free_count++;
+}
+
+static struct context *context_get(void)
+{
+    struct context *c = free_list;
+    if (c) {
+        free_list = c->next_free;
+        free_count--;
+        return c;
+    }
+    c = calloc(1, sizeof *c);
+    if (c) {
+        atomic_store(&c->tags.items, c->inline_tags);
+        c->tags.cap = INLINE_TAGS;
+    }
+    return c;
+}
+
+/* key NUL value NUL, in the context's arena when it fits. */
+static char *context_pair(struct context *c, const char *key, const char *value, const char **vout)
+{
+    size_t kl = strlen(key), vl = strlen(value), need = kl + vl + 2;
+    char *p;
+    if (need > ARENA - c->arena_used)
+        return dup_pair(key, value, vout);
+    p = c->arena + c->arena_used;
+    c->arena_used += need;
+    memcpy(p, key, kl + 1);
+    memcpy(p + kl + 1, value, vl + 1);
+    *vout = p + kl + 1;
+    return p;
 }
 
 static void pop_all_at_exit(void *unused)
@@ -198,7 +276,22 @@ static void pop_all_at_exit(void *unused)
     (void)unused;
     while (tattle__context_pop() == 0)
         ;
+    while (free_list) {
+        struct context *c = free_list;
+        free_list = c->next_free;
+        context_destroy(c);
+    }
+    free_count = 0;
+    tattle__context_snapshot_free();
     exit_registered = 0;
+}
+
+/* This thread's contexts and snapshot are freed when it exits. */
+static void register_exit(void)
+{
+    if (!exit_registered && tattle__key_once(&exit_key_state, &exit_key, pop_all_at_exit) &&
+        pthread_setspecific(exit_key, (void *)1) == 0)
+        exit_registered = 1;
 }
 
 int tattle__context_push(unsigned flags)
@@ -206,16 +299,15 @@ int tattle__context_push(unsigned flags)
     struct context *c;
     if (thread_depth >= TATTLE_MAX_DEPTH)
         return TATTLE_ETOOMANY;
-    c = calloc(1, sizeof *c);
+    c = context_get();
     if (!c)
         return TATTLE_ENOMEM;
-    if (!exit_registered && tattle__key_once(&exit_key_state, &exit_key, pop_all_at_exit) &&
-        pthread_setspecific(exit_key, (void *)1) == 0)
-        exit_registered = 1;
+    register_exit();
     c->parent = atomic_load_explicit(&thread_top, memory_order_relaxed);
     c->flags = flags;
     atomic_store_explicit(&thread_top, c, memory_order_release);
     thread_depth++;
+    thread_gen++;
     return 0;
 }
 
@@ -226,7 +318,8 @@ int tattle__context_pop(void)
         return -1;
     atomic_store_explicit(&thread_top, c->parent, memory_order_release);
     thread_depth--;
-    context_free(c);
+    thread_gen++;
+    context_release(c);
     return 0;
 }
 
@@ -237,7 +330,8 @@ int tattle__context_tag(const char *key, const char *json_value)
     struct context *c = atomic_load_explicit(&thread_top, memory_order_relaxed);
     if (!c)
         return TATTLE_ENOCONTEXT;
-    return tagset_append(&c->tags, key, json_value, 1);
+    thread_gen++;
+    return tagset_append(&c->tags, key, json_value, c);
 }
 
 static int swap_string(_Atomic(char *) *slot, const char *value, int free_old)
@@ -255,12 +349,14 @@ static int swap_string(_Atomic(char *) *slot, const char *value, int free_old)
 int tattle__context_set_distinct(const char *id)
 {
     struct context *c = atomic_load_explicit(&thread_top, memory_order_relaxed);
+    thread_gen++;
     return c ? swap_string(&c->distinct, id, 1) : TATTLE_ENOCONTEXT;
 }
 
 int tattle__context_set_session(const char *id)
 {
     struct context *c = atomic_load_explicit(&thread_top, memory_order_relaxed);
+    thread_gen++;
     return c ? swap_string(&c->session, id, 1) : TATTLE_ENOCONTEXT;
 }
 
@@ -270,14 +366,17 @@ int tattle__process_tag(const char *key, const char *json_value)
 {
     int r;
     pthread_mutex_lock(&process_lock);
-    r = tagset_append(&process_tags, key, json_value, 0);
+    r = tagset_append(&process_tags, key, json_value, NULL);
+    atomic_fetch_add(&process_gen, 1);
     pthread_mutex_unlock(&process_lock);
     return r;
 }
 
 int tattle__process_set_distinct(const char *id)
 {
-    return swap_string(&process_distinct, id, 0);
+    int r = swap_string(&process_distinct, id, 0);
+    atomic_fetch_add(&process_gen, 1);
+    return r;
 }
 
 static void write_tags(struct tattle_out *o, struct tagset *ts, int with_env)
@@ -340,6 +439,51 @@ void tattle__context_write(struct tattle_out *o, int with_breadcrumbs)
     tattle__out_raw(o, "}", 1);
 }
 
+/* The text tattle__context_write(o, 0) gives, kept per thread (in a
+ * mapping of its own: signal-safe to make) and rewritten only when the
+ * thread's contexts or the process layer changed since. */
+#define SNAPSHOT_SIZE (16 * 1024)
+static __thread char *snap_buf;
+static __thread size_t snap_len;
+static __thread unsigned snap_thread_gen, snap_process_gen;
+static __thread int snap_valid;
+
+size_t tattle__context_snapshot(const char **text)
+{
+    unsigned pg = atomic_load_explicit(&process_gen, memory_order_acquire);
+    struct tattle_out o;
+    if (snap_valid && snap_thread_gen == thread_gen && snap_process_gen == pg) {
+        *text = snap_buf;
+        return snap_len;
+    }
+    if (!snap_buf) {
+        void *p = mmap(NULL, SNAPSHOT_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+            return 0;
+        snap_buf = p;
+        register_exit();
+    }
+    snap_valid = 0;
+    o = (struct tattle_out){snap_buf, SNAPSHOT_SIZE, 0, 0};
+    tattle__context_write(&o, 0);
+    if (o.overflow)
+        return 0;
+    snap_len = o.len;
+    snap_thread_gen = thread_gen;
+    snap_process_gen = pg;
+    snap_valid = 1;
+    *text = snap_buf;
+    return snap_len;
+}
+
+void tattle__context_snapshot_free(void)
+{
+    if (snap_buf)
+        munmap(snap_buf, SNAPSHOT_SIZE);
+    snap_buf = NULL;
+    snap_valid = 0;
+}
+
 int tattle__context_captures_crashes(void)
 {
     struct context *c = atomic_load_explicit(&thread_top, memory_order_acquire);
@@ -352,4 +496,5 @@ void tattle__context_after_fork(void)
      * parent's memory copy is left as it is (freeing it buys nothing). */
     atomic_store(&thread_top, NULL);
     thread_depth = 0;
+    thread_gen++;
 }

@@ -48,6 +48,14 @@ int tattle__process_set_distinct(const char *id);
  * breadcrumbs as "b" when asked. Signal-safe. */
 void tattle__context_write(struct tattle_out *o, int with_breadcrumbs);
 
+/* The calling thread's context as tattle__context_write(o, 0) writes it,
+ * from a copy kept since it last changed: *text and its length, or 0 (then
+ * write it). Signal-safe (the re-entrancy guard keeps a handler's capture
+ * from running inside this thread's own). */
+size_t tattle__context_snapshot(const char **text);
+/* At thread exit: the copy's memory. */
+void tattle__context_snapshot_free(void);
+
 /* 0 when the innermost context was opened with TATTLE_NO_CAPTURE_EXCEPTIONS.
  * Signal-safe. */
 int tattle__context_captures_crashes(void);
