@@ -73,6 +73,14 @@ struct tattle_crash {
     char maps[TATTLE_MAPS_MAX]; /* /proc/self/maps at the crash */
 };
 
+/* A flusher that read a host's records in the last TATTLE_ACTIVE_MS looks
+ * at its ring again within TATTLE_POLL_MS without being woken; so the host
+ * rings the doorbell (a system call and a wake-up) only when a record
+ * begins a new quarter of the ring, or when it has not rung for
+ * TATTLE_POLL_MS. Flushes, exits and crashes always ring. */
+#define TATTLE_POLL_MS 50
+#define TATTLE_ACTIVE_MS 2000
+
 struct tattle_shm {
     uint32_t magic, version;
     uint64_t size;

@@ -220,6 +220,9 @@ static int wait_ms(const struct client *c)
         return 0;
     if (cs == TATTLE_CRASH_WRITING || tattle__ring_pending(&c->shm->ring))
         return 10;
+    /* A host that captured lately rings only now and then (shm.h). */
+    if (c->active_ms && tattle__now_monotonic_ms() - c->active_ms < TATTLE_ACTIVE_MS)
+        return TATTLE_POLL_MS;
     return 1000;
 }
 

@@ -30,6 +30,7 @@ struct client {
     int host_gone;
     uint64_t accepted_ms;   /* when it connected (for a greeting that never comes) */
     uint64_t drained;       /* ring position taken into the batch */
+    uint64_t active_ms;     /* when records were last read from its ring */
     struct tattle_symbolizer *sym;   /* its modules, for handled exceptions */
     struct tattle_ingest_text *text; /* the fast path for plain events, or NULL */
     pthread_t waker;                 /* while it rings the futex instead of the socket */

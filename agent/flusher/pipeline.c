@@ -391,6 +391,8 @@ void tattle__flusher_drain(struct flusher *f, struct client *c)
     }
     if (c->host_gone && tattle__ring_pending(r))
         tattle__ring_skip_abandoned(r);
+    if (atomic_load(&r->tail) != c->drained)
+        c->active_ms = tattle__now_monotonic_ms();
     c->drained = atomic_load(&r->tail);
 }
 

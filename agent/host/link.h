@@ -38,8 +38,11 @@ struct tattle_shm *tattle__link_peek(void);
  * stderr, with the reason). Signal-safe; no system call while one runs. */
 int tattle__link_unavailable(void);
 
-/* Wake the flusher if it sleeps. Signal-safe; usually no system call. */
-void tattle__link_doorbell(void);
+/* After a record was put at ring position pos (nslots slots) at now_ns
+ * (CLOCK_REALTIME): wake the flusher if it sleeps and would not look soon
+ * enough on its own (see shm.h, TATTLE_POLL_MS). Signal-safe; usually no
+ * system call. */
+void tattle__link_doorbell(uint64_t pos, uint64_t nslots, uint64_t now_ns);
 
 /* Where Yama restricts ptrace to ancestors, let our flusher read the other
  * threads' stacks while the crashing one waits: only the process that runs
