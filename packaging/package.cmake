@@ -82,12 +82,15 @@ set(CPACK_DEB_COMPONENT_INSTALL ON)
 set(CPACK_COMPONENTS_ALL deb)
 set(CPACK_COMPONENTS_GROUPING ALL_COMPONENTS_IN_ONE)
 set(CPACK_DEBIAN_ENABLE_COMPONENT_DEPENDS OFF)
-# Dependencies from the ELF files (libc6, libdw1, libcjson1, libcurl4,
-# zlib1g, libstdc++6, with versions) when dpkg-shlibdeps is there; else the
-# same list without versions.
+# Dependencies from the ELF files (libc6, libdw1, libcjson1, zlib1g,
+# libstdc++6, with versions) when dpkg-shlibdeps is there; else the same
+# list without versions. libcurl4 is named here either way: the flusher
+# opens it with dlopen when it first sends (sinks/curl_load.c), so no ELF
+# file says it.
 find_program(TATTLE_DPKG_SHLIBDEPS dpkg-shlibdeps)
 if(TATTLE_DPKG_SHLIBDEPS)
   set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
+  set(CPACK_DEBIAN_PACKAGE_DEPENDS "libcurl4")
 else()
   set(CPACK_DEBIAN_PACKAGE_DEPENDS "libc6, libdw1, libcjson1, libcurl4, zlib1g, libstdc++6")
 endif()

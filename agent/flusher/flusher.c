@@ -444,7 +444,11 @@ int main(int argc, char **argv)
         return 1;
     if (pipe2(f.wake, O_CLOEXEC | O_NONBLOCK) != 0)
         return 1;
-    curl_global_init(CURL_GLOBAL_DEFAULT);
+    /* libcurl (and the TLS library under it, megabytes of it resident
+     * once initialised) only for a flusher that sends: one that writes the
+     * local file never initialises it. */
+    if (f.cfg.http_enabled || f.cfg.sentry_enabled)
+        curl_global_init(CURL_GLOBAL_DEFAULT);
     start_delivery(&f);
     start_sentry(&f);
     run(&f);
@@ -470,6 +474,7 @@ int main(int argc, char **argv)
     tattle__clients_free_all(&f);
     tattle__symbolizer_forget_files();
     free(f.batch);
-    curl_global_cleanup();
+    if (f.cfg.http_enabled || f.cfg.sentry_enabled)
+        curl_global_cleanup();
     return 0;
 }

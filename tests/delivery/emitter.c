@@ -10,7 +10,8 @@
  *   exec    exec /bin/sleep 2            fork   a child captures as many
  *   stdin   print "ready", wait for a line on stdin, exit
  * It prints one line: how many captures succeeded and failed. With
- * EMITTER_EXCEPTIONS=1 the captures are handled exceptions "Burst".
+ * EMITTER_EXCEPTIONS=1 the captures are handled exceptions "Burst"; with
+ * EMITTER_GAP_MS=N each thread waits N ms between its captures.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -31,7 +32,11 @@ static void capture_all(int thread)
 {
     int i, ok = 0, err = 0;
     char props[96];
+    const char *gap = getenv("EMITTER_GAP_MS");
     for (i = 0; i < events_per_thread; i++) {
+        /* EMITTER_GAP_MS=N: N ms between captures. */
+        if (gap && i > 0)
+            usleep((useconds_t)atoi(gap) * 1000u);
         snprintf(props, sizeof props, "{\"thread\": %d, \"seq\": %d, \"pid\": %d}", thread, i, (int)getpid());
         /* EMITTER_EXCEPTIONS=1: handled exceptions "Burst" instead. */
         if ((getenv("EMITTER_EXCEPTIONS") ? tattle_capture_exception("Burst", props)

@@ -260,6 +260,25 @@ def a_too_large_batch_is_split(c):
     check(any(q["status"] == 413 for q in c.server.requests), "the server answered 413 at first")
 
 
+@case("sparse")
+def sparse_captures_arrive_while_the_host_runs(c):
+    """Captures 30 ms apart ring no doorbell (it rings at most every 50 ms,
+    or when a quarter of the ring fills): the flusher looks on its own while
+    the host is active, so every event arrives while the host still waits,
+    without a flush or an exit."""
+    env = c.env(TATTLE_FILE=c.sb.events_path, EMITTER_GAP_MS="30")
+    p = subprocess.Popen([EMITTER, "1", "12", "stdin"], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    try:
+        check_equal(p.stdout.readline(), b"captured 12 errors 0\n", "the host captured")
+        check_equal(p.stdout.readline(), b"ready\n", "the host waits")
+        c.wait_events(12)
+        check_equal(p.poll(), None, "the host still waits")
+    finally:
+        p.communicate(b"go\n", timeout=30)
+    c.check_valid()
+
+
 @case("key")
 def the_key_appears_only_in_the_request(c):
     env = c.env(TATTLE_FILE=c.sb.events_path)
@@ -539,7 +558,8 @@ TESTS = {f.__name__: f for f in [
     retry_after_is_honoured, unsent_batches_go_with_a_later_process,
     a_process_that_only_finds_batches_keeps_nothing_of_their_sender, processes_starting_together_run_one_sender,
     a_refused_key_is_not_retried_and_events_stay,
-    a_refused_batch_is_kept_aside_and_not_resent, a_too_large_batch_is_split, the_key_appears_only_in_the_request,
+    a_refused_batch_is_kept_aside_and_not_resent, a_too_large_batch_is_split, sparse_captures_arrive_while_the_host_runs,
+    the_key_appears_only_in_the_request,
     the_spool_survives_a_flusher_killed_mid_write, a_damaged_batch_is_set_aside_not_sent,
     a_slow_server_never_delays_the_host, exec_gets_a_new_agent_without_leaking_the_flusher,
     a_forked_child_delivers_too, file_and_posthog_together, sigint_to_the_process_group_loses_nothing,

@@ -16,6 +16,7 @@ import harness as h  # noqa: E402
 
 PROCS = os.path.join(h.BUILD, "tests", "procs")
 CRASHER = os.path.join(h.BUILD, "tests", "crasher")
+EMITTER = os.path.join(h.BUILD, "tests", "emitter")
 
 
 def both(box, argv):
@@ -102,6 +103,32 @@ def descriptors_of_the_agent_are_close_on_exec_and_never_inherited(box):
     h.check_equal(agent.stdout.splitlines()[-1], "child: exited 0", "the child ran")
 
 
+def libraries_of(pid):
+    with open("/proc/%d/maps" % pid) as f:
+        return {line.split()[-1].rsplit("/", 1)[-1] for line in f if "/" in line}
+
+
+@with_box
+def a_flusher_that_writes_the_file_maps_no_libcurl(box):
+    """libcurl, and the TLS libraries under it, are opened when a flusher
+    first sends: one that only writes the local file never maps them."""
+    import subprocess
+    env = box.agent_env()
+    p = subprocess.Popen([EMITTER, "1", "1", "stdin"], env=env, cwd=box.dir, stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        h.check_equal(p.stdout.readline(), b"captured 1 errors 0\n", "the host captured")
+        mine = lambda pid: h.environ_has(pid, "TATTLE_FILE=" + box.events_path + "\0")
+        h.check(wait_for(lambda: h.flusher_pids(mine)), "its flusher runs")
+        pid = h.flusher_pids(mine)[0]
+        libs = libraries_of(pid)
+        h.check(any(l.startswith("libdw") for l in libs), "control: the flusher's maps list its libraries", libs)
+        h.check_equal(sorted(l for l in libs if l.startswith(("libcurl", "libssl", "libcrypto", "libgnutls"))), [],
+                      "no libcurl, no TLS library")
+    finally:
+        p.communicate(b"go\n", timeout=30)
+
+
 @with_box
 def a_host_that_closes_every_descriptor_keeps_reporting(box):
     plain, agent = both(box, [PROCS, "closefrom-crash"])
@@ -118,6 +145,7 @@ TESTS = {f.__name__: f for f in (
     vforked_child_reports_its_own_crash,
     a_daemon_reports_its_own_crash,
     descriptors_of_the_agent_are_close_on_exec_and_never_inherited,
+    a_flusher_that_writes_the_file_maps_no_libcurl,
     a_host_that_closes_every_descriptor_keeps_reporting,
 )}
 
