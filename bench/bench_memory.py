@@ -104,7 +104,7 @@ def main():
     peaks = [flusher_peak_after_crash() for _ in range(3)]
     peaks = [p for p in peaks if p[0]]
     if peaks:
-        print("  flusher after a crash (libdw, libcurl loaded): peak %d KiB, then %d KiB" % (
+        print("  flusher after a crash (libdw used, libcurl opened for a server): peak %d KiB, then %d KiB" % (
             statistics.median(p[0] for p in peaks), statistics.median(p[1] for p in peaks)))
 
 

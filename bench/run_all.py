@@ -93,6 +93,8 @@ def main():
          "<= 2 MiB"),
         ("RSS added to a host, after 1000 captures",
          grab(r"after 1000 captures:.*?([+-]\d+ KiB) with the agent", memory), "<= 2 MiB"),
+        ("flusher RSS idle (1 event, local file)", grab(r"after\s+1 captures:.*flusher (\d+ KiB)", memory),
+         "reported"),
         ("flusher RSS after 1000 events", grab(r"after 1000 captures:.*flusher (\d+ KiB)", memory), "reported"),
         ("flusher RSS peak after a crash", grab(r"peak (\d+ KiB)", memory), ""),
         ("startup, /bin/true, batch waiting, server down", grab(r"^  agent\s+\d+ us per run\s+(\S+)%", fleet) + "%",
