@@ -73,45 +73,51 @@ TATTLE_LOAD_PATH static int wanted(const char *e)
     case 'L': if (e[1] != 'S' && e[1] != 'D') return 0; break; /* LSAN_OPTIONS, LD_PRELOAD */
     default: return 0;
     }
-    return named(e, tattle__setting_names) || named(e, tattle__passed_names);
+    /* Every setting's name starts with T, P or S; of the others only
+     * TSAN_OPTIONS does. */
+    if (e[0] == 'P' || e[0] == 'S')
+        return named(e, tattle__setting_names);
+    return (e[0] == 'T' && named(e, tattle__setting_names)) || named(e, tattle__passed_names);
 }
 
-/* AT_SECURE from the auxiliary vector, which follows envp's NULL. */
-TATTLE_LOAD_PATH static int secure_from_auxv(char **envp)
+/* AT_SECURE from the auxiliary vector, which follows envp's NULL (end). */
+TATTLE_LOAD_PATH static int secure_in_auxv(char **end)
 {
-    char **e = envp;
     const Elf64_auxv_t *av;
-    while (*e)
-        e++;
-    for (av = (const Elf64_auxv_t *)(e + 1); av->a_type != AT_NULL; av++)
+    for (av = (const Elf64_auxv_t *)(end + 1); av->a_type != AT_NULL; av++)
         if (av->a_type == AT_SECURE)
             return av->a_un.a_val != 0;
     return 0;
 }
 
-TATTLE_LOAD_PATH int tattle__envcopy_take(char **envp)
+/* Copy entry (len bytes with its NUL) into space at *used. */
+TATTLE_LOAD_PATH static void put(char *space, size_t *used, size_t *n, const char *entry, size_t len)
 {
-    extern char **environ;
+    char *to = space + *used;
+    tattle__strlcpy(to, entry, len);
+    entries[(*n)++] = to;
+    if (!preload_value)
+        preload_value = value_for(to, name_LD_PRELOAD);
+    if (!disable_value)
+        disable_value = value_for(to, tattle__setting_names[0]); /* TATTLE_DISABLE */
+    *used += len;
+}
+
+/* The rare environment whose entries do not fit the inline space: a
+ * mapping of their own, and a second pass. */
+static __attribute__((noinline)) void take_large(char **envp)
+{
     size_t need = 0, used = 0, n = 0;
-    char *space = inline_space, **e;
-    int secure;
-    if (!envp) {
-        envp = environ;
-        secure = getauxval(AT_SECURE) != 0;
-    } else {
-        secure = secure_from_auxv(envp);
-    }
-    if (secure || !envp)
-        return secure;
+    char *space, **e;
+    void *p;
     for (e = envp; *e; e++)
         if (wanted(*e))
             need += tattle__strlen(*e) + 1;
-    if (need > INLINE_SPACE) { /* many or long settings: a mapping of their own */
-        void *p = mmap(NULL, need, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (p == MAP_FAILED)
-            return 0; /* nothing copied: the defaults */
-        space = p;
-    }
+    p = mmap(NULL, need, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return; /* nothing copied: the defaults */
+    space = p;
+    preload_value = disable_value = NULL;
     for (e = envp; *e && n < ENTRIES; e++) {
         size_t len;
         if (!wanted(*e))
@@ -119,14 +125,47 @@ TATTLE_LOAD_PATH int tattle__envcopy_take(char **envp)
         len = tattle__strlen(*e) + 1;
         if (used + len > need)
             break;
-        entries[n++] = space + used;
-        tattle__strlcpy(space + used, *e, len);
-        if (!preload_value)
-            preload_value = value_for(space + used, name_LD_PRELOAD);
-        if (!disable_value)
-            disable_value = value_for(space + used, tattle__setting_names[0]); /* TATTLE_DISABLE */
-        used += len;
+        put(space, &used, &n, *e, len);
     }
+    entries[n] = NULL;
+}
+
+/* One pass: what tattle reads is copied as it is met; the auxiliary
+ * vector after the environment's end says whether it counts at all. */
+TATTLE_LOAD_PATH int tattle__envcopy_take(char **envp)
+{
+    extern char **environ;
+    size_t used = 0, n = 0;
+    char **e;
+    int overflow = 0, from_environ = 0;
+    if (!envp) { /* not called by glibc's loader: ask libc */
+        if (getauxval(AT_SECURE))
+            return 1;
+        if (!(envp = environ))
+            return 0;
+        from_environ = 1;
+    }
+    for (e = envp; *e; e++) {
+        size_t len;
+        if (!wanted(*e))
+            continue;
+        len = tattle__strlen(*e) + 1;
+        if (overflow || used + len > INLINE_SPACE || n >= ENTRIES) {
+            overflow = 1;
+            continue;
+        }
+        put(inline_space, &used, &n, *e, len);
+    }
+    if (!from_environ && secure_in_auxv(e)) { /* secure execution: none of it counts */
+        for (size_t i = 0; i < used; i++)
+            inline_space[i] = 0;
+        entries[0] = NULL;
+        preload_value = disable_value = NULL;
+        return 1;
+    }
+    entries[n] = NULL;
+    if (overflow)
+        take_large(envp);
     return 0;
 }
 
