@@ -14,9 +14,9 @@
 
 #include <sys/syscall.h>
 
-TATTLE_LOAD_PATH void *tattle__shm_reserve(void)
+void *tattle__shm_reserve(void)
 {
-    /* Raw: it runs at load in every process. */
+    /* Raw: it may run in the crash handler (the first use). */
     long p = tattle__raw_syscall6(SYS_mmap, 0, (long)sizeof(struct tattle_shm), PROT_NONE,
                                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     return p < 0 && p > -4096 ? NULL : (void *)p;

@@ -105,9 +105,10 @@ struct tattle_shm {
 };
 
 /* Address space for the region, reserved (PROT_NONE, no memory committed)
- * so that a process whose address space or heap is exhausted when it
- * crashes still gets its region: mapping over a reservation needs no new
- * address space. NULL when even that failed. Signal-safe. */
+ * at a host's first use, so that a process whose address space is
+ * exhausted when it crashes later still gets its region: mapping over a
+ * reservation needs no new address space. NULL when even that failed.
+ * Signal-safe. */
 void *tattle__shm_reserve(void);
 
 /* Create the memfd and map it, over the reservation at (or anywhere when

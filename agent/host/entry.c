@@ -3,12 +3,12 @@
  *
  * Owns: the constructor, which does no more than a crash agent must to
  * catch the first crash (copy the environment it may read, install the
- * handlers and the alternate stack, reserve address space for the region,
- * register the fork handler); the first use (tattle__agent_init: the
+ * handlers and the alternate stack); the first use (tattle__agent_init: the
  * configuration file and the settings, where the flusher is, its
- * environment, the process layer, the queue left by earlier processes),
- * reached from the first capture, thread, or crash; the fork handler; and
- * the destructor that waits (bounded) for events to reach the local sinks.
+ * environment, the process layer, the region's address space, fork
+ * detection, the queue left by earlier processes), reached from the first
+ * capture, thread, or crash; taking over in a forked child; and the
+ * destructor that waits (bounded) for events to reach the local sinks.
  * Nothing here starts a process or opens a descriptor at load.
  * Signal context: PARTLY. tattle__agent_init() is signal-safe (the crash
  * handler may be the first user); the constructor and destructor are not.
@@ -322,6 +322,7 @@ static int first_use(int in_signal)
         flusher_path[0] = 0;
         say_flusher_missing(self, self_len);
     }
+    tattle__link_reserve();
     tattle__link_init(flusher_path[0] ? flusher_path : NULL, tattle__flusher_env_build(secure, secure ? state_dir : NULL));
     tattle__hooks_init();
     tattle__breadcrumbs_init((unsigned)config.max_breadcrumbs);
@@ -383,7 +384,6 @@ __attribute__((constructor)) static void tattle_load(int argc, char **argv, char
     self = preload_entry(&self_len);
     if (self && self[0] != '/')
         resolve_relative_self(self, self_len);
-    tattle__link_reserve();
     tattle__altstack_init();
     tattle__signals_install();
     loaded = 1;

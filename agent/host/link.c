@@ -17,7 +17,9 @@
 #include <sys/prctl.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "assafe.h"
@@ -29,7 +31,7 @@ enum { LINK_NONE = 0, LINK_CREATING, LINK_READY, LINK_FAILED };
 
 static _Atomic int link_state;
 static struct tattle_shm *link_shm;
-static void *link_reserved TATTLE_LOAD_DATA; /* address space set aside at load for the region */
+static void *link_reserved; /* address space set aside at first use for the region */
 static int link_shm_fd = -1;
 static ino_t link_shm_ino;
 static int link_sock = -1;
@@ -45,7 +47,7 @@ static char *spool_sender_argv[] = {"tattle-flusher", TATTLE_FLUSHER_SEND_SPOOL,
 static char spawn_stacks_normal[2 * TATTLE_SPAWN_STACK] TATTLE_LARGE_STATIC;
 static char spawn_stacks_crash[2 * TATTLE_SPAWN_STACK] TATTLE_LARGE_STATIC;
 
-TATTLE_LOAD_PATH void tattle__link_reserve(void)
+void tattle__link_reserve(void)
 {
     link_reserved = tattle__shm_reserve();
 }
@@ -195,11 +197,26 @@ void tattle__link_start_spool_sender(int lock_fd)
         close(sp.shm_fd);
 }
 
-static struct tattle_shm *create(void *stacks)
+/* A crashing process whose address space is at its soft limit (a program
+ * that caps itself, or exhausted it, before it ever used the agent): the
+ * limit is raised to the hard one, for the region alone, since the process
+ * is about to die. Returns 1 when it was raised. Signal-safe. */
+static int lift_address_space_limit(void)
+{
+    struct rlimit r;
+    if (tattle__raw_syscall4(SYS_prlimit64, 0, RLIMIT_AS, 0, (long)&r) != 0 || r.rlim_cur >= r.rlim_max)
+        return 0;
+    r.rlim_cur = r.rlim_max;
+    return tattle__raw_syscall4(SYS_prlimit64, 0, RLIMIT_AS, (long)&r, 0) == 0;
+}
+
+static struct tattle_shm *create(void *stacks, int in_signal)
 {
     struct stat st;
     int fd;
     struct tattle_shm *shm = tattle__shm_create(&fd, link_reserved);
+    if (!shm && in_signal && !link_reserved && lift_address_space_limit())
+        shm = tattle__shm_create(&fd, NULL);
     if (!shm) {
         /* A failed MAP_FIXED may have dropped the reservation: never map
          * there again (something else may live there by then). */
@@ -230,7 +247,7 @@ struct tattle_shm *tattle__link_get(int in_signal)
     if (atomic_compare_exchange_strong(&link_state, &expected, LINK_CREATING)) {
         struct tattle_shm *shm;
         atomic_store(&creator_tid, tattle__sys_gettid());
-        shm = create(in_signal ? spawn_stacks_crash : spawn_stacks_normal);
+        shm = create(in_signal ? spawn_stacks_crash : spawn_stacks_normal, in_signal);
         atomic_store(&creator_tid, 0);
         atomic_store_explicit(&link_state, shm ? LINK_READY : LINK_FAILED, memory_order_release);
         return shm;

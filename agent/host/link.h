@@ -12,8 +12,9 @@
 
 #include "shm.h"
 
-/* At load: address space for the region, so that a crash with the address
- * space exhausted can still map it. */
+/* At first use: address space for the region, so that a crash with the
+ * address space exhausted later can still map it (a crash that is itself
+ * the first use raises a soft limit for it instead). Signal-safe. */
 void tattle__link_reserve(void);
 
 /* Once, at first use: where the flusher is and the environment it gets.
