@@ -11,13 +11,15 @@
  *   stdin   print "ready", wait for a line on stdin, exit
  * It prints one line: how many captures succeeded and failed. With
  * EMITTER_EXCEPTIONS=1 the captures are handled exceptions "Burst"; with
- * EMITTER_GAP_MS=N each thread waits N ms between its captures.
+ * EMITTER_GAP_MS=N each thread waits N ms between its captures; with
+ * EMITTER_RAW_FORK=1 "fork" forks with the raw system call.
  */
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -98,7 +100,9 @@ int main(int argc, char **argv)
     else if (!strcmp(then, "exec"))
         execl("/bin/sleep", "sleep", "2", (char *)NULL);
     else if (!strcmp(then, "fork")) {
-        pid_t pid = fork();
+        /* EMITTER_RAW_FORK=1: the fork system call itself, as a library
+         * that forks on its own would (no interposer sees it). */
+        pid_t pid = getenv("EMITTER_RAW_FORK") ? (pid_t)syscall(SYS_fork) : fork();
         if (pid == 0) {
             ok_count = err_count = 0;
             run_threads(1);

@@ -396,6 +396,31 @@ def a_forked_child_delivers_too(c):
     check_equal(len({e["properties"]["pid"] for e in events}), 2, "events from parent and child")
 
 
+@case("rawfork")
+def a_child_forked_behind_the_agents_back_delivers_its_own(c):
+    """A fork no interposer sees (the raw system call): the child notices at
+    its first capture (a page the kernel wiped in it) and delivers through
+    a region and flusher of its own, under its own pid; the parent's events
+    are whole."""
+    r = run([EMITTER, "1", "10", "fork"], env=c.env(EMITTER_RAW_FORK="1"))
+    check_equal(r.exit_code, 0, "the parent exits 0")
+    check("child captured 10 errors 0" in r.stdout, "the child captured", r.stdout)
+    events = c.wait_events(20)
+    c.check_valid()
+    by_pid = {}
+    for e in events:
+        by_pid.setdefault(e["properties"]["pid"], []).append(e["properties"]["seq"])
+    check_equal(len(by_pid), 2, "events from parent and child", sorted(by_pid))
+    check_equal([sorted(v) for v in by_pid.values()], [list(range(10))] * 2, "each delivered its own 10, once")
+    # The region names its process (pid, ppid): through the parent's, the
+    # child's events would carry the parent's parent.
+    parent = [pid for pid, seqs in by_pid.items() if any(e["properties"]["pid"] == pid and
+                                                          e["properties"].get("ppid") not in by_pid for e in events)]
+    check_equal(len(parent), 1, "one of the two is the parent", sorted(by_pid))
+    child_ppids = {e["properties"].get("ppid") for e in events if e["properties"]["pid"] != parent[0]}
+    check_equal(child_ppids, {parent[0]}, "the child's events name the parent as its parent")
+
+
 @case("both")
 def file_and_posthog_together(c):
     run([EMITTER, "1", "10", "flush"], env=c.env(TATTLE_FILE=c.sb.events_path))
@@ -562,7 +587,7 @@ TESTS = {f.__name__: f for f in [
     the_key_appears_only_in_the_request,
     the_spool_survives_a_flusher_killed_mid_write, a_damaged_batch_is_set_aside_not_sent,
     a_slow_server_never_delays_the_host, exec_gets_a_new_agent_without_leaking_the_flusher,
-    a_forked_child_delivers_too, file_and_posthog_together, sigint_to_the_process_group_loses_nothing,
+    a_forked_child_delivers_too, a_child_forked_behind_the_agents_back_delivers_its_own, file_and_posthog_together, sigint_to_the_process_group_loses_nothing,
     concurrent_senders_never_send_a_batch_twice, a_host_that_captures_nothing_starts_no_process,
     a_full_spool_drops_the_oldest_and_says_how_many]}
 
