@@ -174,16 +174,3 @@ char *const *tattle__envcopy(void) { return entries; }
 const char *tattle__envcopy_preload(void) { return preload_value; }
 
 const char *tattle__envcopy_disable(void) { return disable_value; }
-
-const char *tattle__envcopy_get(const char *name)
-{
-    char **e;
-    for (e = entries; *e; e++) {
-        const char *a = *e, *b = name;
-        while (*b && *a == *b)
-            a++, b++;
-        if (!*b && *a == '=')
-            return a + 1;
-    }
-    return NULL;
-}

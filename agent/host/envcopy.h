@@ -28,7 +28,4 @@ char *const *tattle__envcopy(void);
 const char *tattle__envcopy_preload(void);
 const char *tattle__envcopy_disable(void);
 
-/* The value of name in the copy, or NULL. */
-const char *tattle__envcopy_get(const char *name);
-
 #endif
