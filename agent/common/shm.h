@@ -19,7 +19,7 @@
 #include "ring.h"
 
 #define TATTLE_SHM_MAGIC 0x454c5454u /* "TTLE" */
-#define TATTLE_SHM_VERSION 4u
+#define TATTLE_SHM_VERSION 5u
 
 #define TATTLE_STACK_COPY (128u * 1024u)
 #define TATTLE_MAPS_MAX (256u * 1024u)
@@ -74,9 +74,10 @@ struct tattle_crash {
 };
 
 /* A flusher that read a host's records in the last TATTLE_ACTIVE_MS looks
- * at its ring again within TATTLE_POLL_MS without being woken; so the host
- * rings the doorbell (a system call and a wake-up) only when a record
- * begins a new quarter of the ring, or when it has not rung for
+ * at its ring again within TATTLE_POLL_MS without being woken, and says
+ * when it will look next (look_by_ns). So a host rings the doorbell (a
+ * system call and a wake-up, some 20 us on a VM) only when a record begins
+ * the second half of the ring, or when the flusher will not look within
  * TATTLE_POLL_MS. Flushes, exits and crashes always ring. */
 #define TATTLE_POLL_MS 50
 #define TATTLE_ACTIVE_MS 2000
@@ -87,6 +88,7 @@ struct tattle_shm {
     int32_t host_pid, host_ppid;
     _Atomic int32_t flusher_pid;       /* the flusher that serves it: claimed, one at a time */
     _Atomic uint32_t flusher_sleeping; /* set while the flusher waits for a doorbell */
+    _Atomic uint64_t look_by_ns;       /* CLOCK_REALTIME by which a sleeping flusher looks again */
     _Atomic uint32_t flusher_polling;  /* the host closed the doorbell socket... */
     _Atomic uint32_t bell_futex;       /* ...so it rings here instead */
     _Atomic uint32_t host_exiting;

@@ -252,7 +252,6 @@ static void wait_for_work(struct flusher *f, int timeout_ms)
     }
     p[0] = (struct pollfd){f->listen_fd, POLLIN, 0};
     p[1] = (struct pollfd){f->wake[0], POLLIN, 0};
-    set_sleeping(f, 1);
     for (i = 0; i < n; i++) {
         struct client *c = f->clients[i];
         int ms = wait_ms(c);
@@ -261,6 +260,14 @@ static void wait_for_work(struct flusher *f, int timeout_ms)
         p[2 + 2 * i] = (struct pollfd){c->sock, POLLIN, 0};
         p[3 + 2 * i] = (struct pollfd){c->host_fd, POLLIN, 0};
     }
+    /* When we look again unasked: a host rings only if that is too late. */
+    {
+        uint64_t look_by = tattle__now_realtime_ns() + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms) * 1000000u;
+        for (i = 0; i < n; i++)
+            if (f->clients[i]->shm)
+                atomic_store(&f->clients[i]->shm->look_by_ns, look_by);
+    }
+    set_sleeping(f, 1);
     if (poll(p, 2 * n + 2, timeout_ms) > 0) {
         while (read(f->wake[0], buf, sizeof buf) > 0)
             ;

@@ -281,13 +281,9 @@ struct tattle_shm *tattle__link_peek(void)
     return atomic_load_explicit(&link_state, memory_order_acquire) == LINK_READY ? link_shm : NULL;
 }
 
-/* When the bell last rang (CLOCK_REALTIME ns, the records' own clock). */
-static _Atomic uint64_t last_bell_ns;
-
 static void ring_bell(void)
 {
     char b = 1;
-    atomic_store_explicit(&last_bell_ns, tattle__now_realtime_ns(), memory_order_relaxed);
     if (sock_is_ours()) {
         (void)send(link_sock, &b, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
     } else if (link_shm && atomic_load(&link_shm->flusher_polling)) {
@@ -299,18 +295,18 @@ static void ring_bell(void)
 void tattle__link_doorbell(uint64_t pos, uint64_t nslots, uint64_t now_ns)
 {
     struct tattle_shm *shm = tattle__link_peek();
-    uint64_t last;
+    const uint64_t half = TATTLE_RING_SLOTS / 2;
+    uint64_t look_by;
     atomic_thread_fence(memory_order_seq_cst);
     if (!shm || !atomic_load_explicit(&shm->flusher_sleeping, memory_order_relaxed))
         return;
-    /* A flusher that read records lately looks again within
-     * TATTLE_POLL_MS: the bell (a system call and a wake-up, some 20 us)
-     * rings only when this record begins a new quarter of the ring, or
-     * when it has not rung for that long. */
-    last = atomic_load_explicit(&last_bell_ns, memory_order_relaxed);
-    if ((pos & (TATTLE_RING_SLOTS / 4 - 1)) != 0 &&
-        (pos & (TATTLE_RING_SLOTS / 4 - 1)) + nslots <= TATTLE_RING_SLOTS / 4 && now_ns >= last &&
-        now_ns - last < (uint64_t)TATTLE_POLL_MS * 1000000u)
+    /* The bell (a system call and a wake-up) rings only when this record
+     * begins a half of the ring, or when the flusher would not look within
+     * TATTLE_POLL_MS on its own (shm.h). A clock step only makes it ring,
+     * or wait for the flusher's own look. */
+    look_by = atomic_load_explicit(&shm->look_by_ns, memory_order_relaxed);
+    if ((pos & (half - 1)) != 0 && (pos & (half - 1)) + nslots <= half && look_by &&
+        look_by <= now_ns + (uint64_t)TATTLE_POLL_MS * 1000000u)
         return;
     /* The first writer to see the flusher asleep wakes it; the others see
      * the flag cleared and make no system call. */

@@ -41,8 +41,8 @@ int tattle__link_unavailable(void);
 
 /* After a record was put at ring position pos (nslots slots) at now_ns
  * (CLOCK_REALTIME): wake the flusher if it sleeps and would not look soon
- * enough on its own (see shm.h, TATTLE_POLL_MS). Signal-safe; usually no
- * system call. */
+ * enough on its own, or the ring is half full (see shm.h, TATTLE_POLL_MS).
+ * Signal-safe; usually no system call. */
 void tattle__link_doorbell(uint64_t pos, uint64_t nslots, uint64_t now_ns);
 
 /* Where Yama restricts ptrace to ancestors, let our flusher read the other
