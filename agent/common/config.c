@@ -96,7 +96,7 @@ int tattle__config_state_dir(char *buf, size_t cap)
 }
 
 /* out = <state dir><leaf>, or "" when there is none or it is too long.
- * Out of line: its buffer costs a page of stack at load. */
+ * Out of line: its buffer costs a page of stack. */
 static __attribute__((noinline)) void state_path(char *out, size_t cap, const char *leaf)
 {
     char dir[PATH_MAX];
@@ -310,8 +310,7 @@ static int has_setting(const char *name)
 }
 
 /* Forget an earlier parse. Not done on the first (the struct is zeroed
- * static storage): at load time every page touched is a fault the host
- * pays for. */
+ * static storage): every page touched is a fault the host pays for. */
 static void reset(struct tattle_config *cfg)
 {
     cfg->disabled = cfg->file_explicit = cfg->http_enabled = cfg->sentry_enabled = 0;

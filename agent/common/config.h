@@ -3,11 +3,12 @@
  * Owns: the list of TATTLE_* settings, their defaults and their validation.
  * Their text comes from the environment or /etc/tattle/tattle.conf
  * (settings.h says which counts where).
- * The host parses the few settings it needs at load time; the flusher parses
- * the rest (paths, sinks). A malformed value gets one line on stderr (from
+ * The host parses the few settings it needs at its first use; the flusher
+ * parses the rest (paths, sinks). A malformed value gets one line on stderr (from
  * the host only) and the default.
- * Signal context: NO. The parsed struct is read-only afterwards, and the
- * crash handler only reads its fields.
+ * Signal context: YES. A host parses it at its first use, which may be its
+ * crash handler (config.c uses no stdio, allocation or locale); the parsed
+ * struct is read-only afterwards.
  */
 #ifndef TATTLE_CONFIG_H
 #define TATTLE_CONFIG_H
@@ -48,7 +49,7 @@ struct tattle_config {
 
 #define TATTLE_API_KEY_MAX 256
 
-/* Who reads the environment: the host at load time checks every variable
+/* Who reads the environment: the host at its first use checks every variable
  * and warns once about each malformed one, but leaves the default file
  * path, and the default spool without a server, to the flusher (it costs
  * startup time and the host never uses them); the flusher is quiet and

@@ -8,9 +8,13 @@
  * Mutations are published so that a reader on the same thread (the crash
  * handler interrupting tattle_tag) always sees a complete old or new state:
  * tag arrays are append-only with a published count, pointers are swapped
- * before the old memory is freed.
- * Signal context: PARTLY. tattle__context_write() and
- * tattle__context_captures_crashes() are signal-safe; the mutators are not.
+ * before the old memory is freed, and a popped context is emptied only
+ * once it is off the thread's stack (it is kept for reuse). Each thread
+ * keeps the text of its context (tattle__context_snapshot) until its
+ * contexts or the process layer change.
+ * Signal context: PARTLY. tattle__context_write(), tattle__context_snapshot(),
+ * tattle__context_set_env_layer() and tattle__context_captures_crashes()
+ * are signal-safe; the mutators are not.
  */
 #ifndef TATTLE_CONTEXT_H
 #define TATTLE_CONTEXT_H
