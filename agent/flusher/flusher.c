@@ -19,6 +19,7 @@
 #include <malloc.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -326,6 +327,17 @@ static void serve(struct flusher *f)
     tattle__clients_reap(f);
 }
 
+/* The flusher never preempts a host it wakes (SCHED_BATCH: no wake-up
+ * preemption): a host that rings in the middle of a burst of captures
+ * keeps its CPU, and the flusher reads the ring when a CPU is free. A
+ * crashing host waits for it, so nothing competes then. Its threads
+ * inherit it. */
+static void yield_to_hosts(void)
+{
+    struct sched_param none = {0};
+    (void)sched_setscheduler(0, SCHED_BATCH, &none);
+}
+
 /* Each host costs a socket and a pidfd: as many descriptors as the hard
  * limit allows, not the soft limit of whichever host started us. */
 static void room_for_hosts(void)
@@ -444,6 +456,7 @@ int main(int argc, char **argv)
         return send_spool_only(&f);
     pthread_mutex_init(&f.clients_mu, NULL);
     room_for_hosts();
+    yield_to_hosts();
     f.spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     f.listen_fd = rendezvous_fd();
     shared = f.listen_fd >= 0;
