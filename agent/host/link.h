@@ -28,8 +28,9 @@ struct tattle_shm *tattle__link_get(int in_signal);
 /* Start a flusher that only sends the batches earlier processes left in
  * the spool, then exits. It shares nothing with this process, which keeps
  * no descriptor, region or child of it; a capture later starts the
- * process's own flusher as usual. Call it only while no other thread runs
- * (at load). */
+ * process's own flusher as usual. Call it only while nothing else can
+ * start a flusher (at first use, before the API is on: other threads wait
+ * for the first use to end), as both use the same spawn stacks. */
 void tattle__link_start_spool_sender(int lock_fd);
 
 /* The region if it exists, without creating it. Signal-safe. */
