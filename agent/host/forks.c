@@ -19,16 +19,26 @@
 
 #include "assafe.h"
 #include "entry.h"
+#include "signals.h"
 
 #define EXPORT __attribute__((visibility("default")))
 
 pid_t __fork(void); /* glibc exports fork under this name too */
 
+/* In the child: not a vfork child of the process that loaded us (the crash
+ * handler tells them apart by pid until the first use), and a child that
+ * takes over from its parent. */
+static void child(void)
+{
+    tattle__signals_note_child();
+    tattle__fork_check();
+}
+
 EXPORT pid_t fork(void)
 {
     pid_t pid = __fork();
     if (pid == 0)
-        tattle__fork_check();
+        child();
     return pid;
 }
 
@@ -57,7 +67,7 @@ EXPORT pid_t _Fork(void)
         fn = (fork_fn)next("_Fork", &real);
     pid = fn ? fn() : __fork();
     if (pid == 0)
-        tattle__fork_check();
+        child();
     return pid;
 }
 
@@ -67,7 +77,7 @@ EXPORT int daemon(int nochdir, int noclose)
     daemon_fn fn = (daemon_fn)next("daemon", &real);
     int r = fn ? fn(nochdir, noclose) : -1;
     if (r == 0) /* the child: its parent has exited */
-        tattle__fork_check();
+        child();
     return r;
 }
 
@@ -77,6 +87,6 @@ EXPORT pid_t forkpty(int *amaster, char *name, const struct termios *termp, cons
     forkpty_fn fn = (forkpty_fn)next("forkpty", &real);
     pid_t pid = fn ? fn(amaster, name, termp, winp) : -1;
     if (pid == 0)
-        tattle__fork_check();
+        child();
     return pid;
 }

@@ -55,7 +55,10 @@ static const int fatal_signals[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SI
 #define REPORT_WRITE_MS 1000
 
 static const struct tattle_config *config;
-static pid_t process_id TATTLE_LOAD_DATA; /* getpid() of the process we serve */
+static pid_t process_id TATTLE_LOAD_DATA; /* getpid() of the process we serve (0 until first use) */
+/* getpid() at load, or in a child forked through an interposer: before the
+ * first use, a crash in any other process is a vfork child's. */
+static pid_t load_pid TATTLE_LOAD_DATA;
 static _Atomic pid_t crash_owner;    /* tid of the thread doing the capture */
 static _Atomic uint32_t crash_over;  /* futex: the capture finished */
 
@@ -378,8 +381,8 @@ static void on_fatal_signal(int sig, siginfo_t *si, void *ucv)
     tattle__api_thread_check();
     /* A vfork child shares our memory: touch nothing, just die. A crash
      * inside this handler, or a second signal on this thread: just die.
-     * (process_id is 0 until the first use.) */
-    if ((process_id && me != process_id) || in_handler) {
+     * (Until the first use, the pid noted at load or by a fork interposer.) */
+    if (me != (process_id ? process_id : load_pid) || in_handler) {
         die_as_before(sig, si);
         errno = saved_errno;
         return;
@@ -431,6 +434,11 @@ static void on_fatal_signal(int sig, siginfo_t *si, void *ucv)
     errno = saved_errno;
 }
 
+void tattle__signals_note_child(void)
+{
+    load_pid = (pid_t)tattle__raw_syscall4(SYS_getpid, 0, 0, 0, 0);
+}
+
 void tattle__signals_configure(const struct tattle_config *cfg)
 {
     config = cfg;
@@ -449,6 +457,7 @@ TATTLE_LOAD_PATH void tattle__signals_install(void)
     struct sigaction sa;
     size_t i;
     uint64_t mask = ~(uint64_t)0;
+    load_pid = (pid_t)tattle__raw_syscall4(SYS_getpid, 0, 0, 0, 0);
     /* A hand-made mask: no libc function is bound for it at load. */
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = on_fatal_signal;

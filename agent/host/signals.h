@@ -17,6 +17,10 @@
 /* At load: install the handler for SEGV, BUS, ILL, FPE, ABRT, TRAP, SYS. */
 void tattle__signals_install(void);
 
+/* In a child forked through an interposer (forks.c): this process is not
+ * a vfork child of the one that loaded us. Signal-safe. */
+void tattle__signals_note_child(void);
+
 /* At first use: the configuration the handler follows. Signal-safe. */
 void tattle__signals_configure(const struct tattle_config *cfg);
 

@@ -5,6 +5,9 @@
  *                    and prints what it reaped: only its own children
  *   spawn PROG ARG.. posix_spawn, waitpid, print the status
  *   vfork PROG ARG.. vfork + execv, waitpid, print the status
+ *   vfork-crash      vfork, the child writes through NULL before any exec;
+ *                    waitpid, print the status, then crash (the agent, not
+ *                    yet used by this process, must still report this one)
  *   daemon FILE      daemon(1, 0), write the daemon's pid to FILE, crash
  *   fds              list descriptors, capture, list again (ours are
  *                    close-on-exec and above the host's), fork: the child
@@ -112,6 +115,21 @@ static int vfork_exec(char **argv)
     return 0;
 }
 
+static int vfork_crash(void)
+{
+    int status;
+    pid_t pid = vfork();
+    if (pid == 0) {
+        *(volatile int *)0 = 1;
+        _exit(127);
+    }
+    waitpid(pid, &status, 0);
+    describe_status("vforked", status);
+    fflush(stdout);
+    *(volatile int *)0 = 2;
+    return 0;
+}
+
 static int become_daemon(const char *pid_file)
 {
     FILE *f;
@@ -184,6 +202,8 @@ int main(int argc, char **argv)
         return spawn(argv + 2);
     if (!strcmp(verb, "vfork") && argc > 2)
         return vfork_exec(argv + 2);
+    if (!strcmp(verb, "vfork-crash"))
+        return vfork_crash();
     if (!strcmp(verb, "daemon") && argc > 2)
         return become_daemon(argv[2]);
     if (!strcmp(verb, "fds"))
@@ -194,6 +214,6 @@ int main(int argc, char **argv)
     }
     if (!strcmp(verb, "closefrom-crash"))
         return closefrom_crash();
-    fprintf(stderr, "usage: procs reap|spawn PROG..|vfork PROG..|daemon FILE|fds|closefrom-crash\n");
+    fprintf(stderr, "usage: procs reap|spawn PROG..|vfork PROG..|vfork-crash|daemon FILE|fds|closefrom-crash\n");
     return 2;
 }

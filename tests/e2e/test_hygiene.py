@@ -66,6 +66,20 @@ def vforked_child_reports_its_own_crash(box):
     only_crash(box)
 
 
+@with_box
+def a_vfork_child_crashing_before_exec_leaves_the_parent_reported(box):
+    """A vfork child shares its parent's memory: its crash (before the
+    parent ever used the agent) is left alone, and the parent's own crash
+    afterwards is reported as the parent's."""
+    plain, agent = both(box, [PROCS, "vfork-crash"])
+    h.check_equal(agent.stdout, plain.stdout, "the same status reaped")
+    h.check("vforked: killed by signal 11" in agent.stdout, "the child died of SIGSEGV", agent.stdout)
+    h.check_equal(agent.describe(), plain.describe(), "the parent dies as without the agent")
+    evs = h.exceptions(box.events())
+    h.check_equal(len(evs), 1, "one crash event: the parent's", agent.stderr[-1500:])
+    h.check_equal(evs[0]["properties"].get("ppid"), os.getpid(), "it names the parent (whose parent is this test)")
+
+
 def wait_for(cond, seconds=10.0):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -143,6 +157,7 @@ TESTS = {f.__name__: f for f in (
     reaping_until_echild_sees_only_its_own_children,
     posix_spawned_child_reports_its_own_crash,
     vforked_child_reports_its_own_crash,
+    a_vfork_child_crashing_before_exec_leaves_the_parent_reported,
     a_daemon_reports_its_own_crash,
     descriptors_of_the_agent_are_close_on_exec_and_never_inherited,
     a_flusher_that_writes_the_file_maps_no_libcurl,
