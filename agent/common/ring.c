@@ -34,16 +34,18 @@ static void copy_in(struct tattle_ring *r, uint64_t pos, size_t off, const void 
 
 /* The tail this thread saw last, for the ring it wrote to last: a writer
  * reads the reader's cursor (a cache line the reader keeps writing) only
- * when, by that stale view, the ring might be full. A stale tail is never
- * ahead of the real one, so it only ever makes a writer look again. */
+ * when, by that stale view, the ring might be full. Within one ring a
+ * stale tail is never ahead of the real one, so it only ever makes a
+ * writer look again; a ring at the same address is another ring when its
+ * id differs (a forked child's, a region made anew). */
 static __thread struct tattle_ring *hint_ring;
-static __thread uint64_t hint_tail;
+static __thread uint64_t hint_id, hint_tail;
 
 int64_t tattle__ring_put(struct tattle_ring *r, const void *a, size_t alen, const void *b, size_t blen)
 {
     size_t len = alen + blen;
     uint64_t k = len ? (len + TATTLE_RING_SLOT_DATA - 1) / TATTLE_RING_SLOT_DATA : 1;
-    uint64_t pos, i, tail = hint_ring == r ? hint_tail : 0;
+    uint64_t pos, i, id = r->id, tail = hint_ring == r && hint_id == id ? hint_tail : 0;
     if (len > TATTLE_RING_MAX_RECORD)
         return -2;
     pos = atomic_load_explicit(&r->head, memory_order_relaxed);
@@ -59,6 +61,7 @@ int64_t tattle__ring_put(struct tattle_ring *r, const void *a, size_t alen, cons
              * Acquire: what it read of those slots happened before. */
             tail = atomic_load_explicit(&r->tail, memory_order_acquire);
             hint_ring = r;
+            hint_id = id;
             hint_tail = tail;
             if (pos + k - tail > TATTLE_RING_SLOTS) { /* full (or cursors damaged: never trusted) */
                 atomic_fetch_add_explicit(&r->dropped, 1, memory_order_relaxed);

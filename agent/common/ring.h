@@ -36,7 +36,8 @@ struct tattle_ring_slot {
 
 struct tattle_ring {
     _Atomic uint64_t head; /* next position writers claim */
-    char pad1[56];
+    uint64_t id;           /* this ring, as opposed to another at the same address (a forked child's) */
+    char pad1[48];
     _Atomic uint64_t tail; /* next position the reader consumes */
     char pad2[56];
     _Atomic uint64_t dropped; /* records refused because the ring was full */

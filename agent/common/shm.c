@@ -12,6 +12,8 @@
 
 #include "assafe.h"
 
+#include <stdatomic.h>
+
 #include <sys/syscall.h>
 
 void *tattle__shm_reserve(void)
@@ -20,6 +22,14 @@ void *tattle__shm_reserve(void)
     long p = tattle__raw_syscall6(SYS_mmap, 0, (long)sizeof(struct tattle_shm), PROT_NONE,
                                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     return p < 0 && p > -4096 ? NULL : (void *)p;
+}
+
+/* Never the same twice in a process, nor (with the pid and the clock) in
+ * a forked child. Signal-safe. */
+static uint64_t next_ring_id(void)
+{
+    static _Atomic uint64_t made;
+    return (tattle__now_realtime_ns() ^ ((uint64_t)tattle__sys_getpid() << 40)) + atomic_fetch_add(&made, 1) + 1;
 }
 
 struct tattle_shm *tattle__shm_create(int *fdp, void *at)
@@ -41,6 +51,7 @@ struct tattle_shm *tattle__shm_create(int *fdp, void *at)
         return NULL;
     }
     shm = p;
+    shm->ring.id = next_ring_id();
     shm->size = sizeof *shm;
     shm->version = TATTLE_SHM_VERSION;
     shm->magic = TATTLE_SHM_MAGIC;

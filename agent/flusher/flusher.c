@@ -227,6 +227,13 @@ static int wait_ms(const struct client *c)
     return 1000;
 }
 
+static void set_look_by(struct flusher *f, uint64_t when_ns)
+{
+    for (size_t i = 0; i < f->nclients; i++)
+        if (f->clients[i]->shm)
+            atomic_store(&f->clients[i]->shm->look_by_ns, when_ns);
+}
+
 static void set_sleeping(struct flusher *f, uint32_t v)
 {
     for (size_t i = 0; i < f->nclients; i++)
@@ -253,6 +260,11 @@ static void wait_for_work(struct flusher *f, int timeout_ms)
     }
     p[0] = (struct pollfd){f->listen_fd, POLLIN, 0};
     p[1] = (struct pollfd){f->wake[0], POLLIN, 0};
+    /* Asleep first (with no promise to look: a host that publishes now
+     * rings), then look at the rings: a record published before a host
+     * could see us asleep is seen here (both sides fence). */
+    set_look_by(f, 0);
+    set_sleeping(f, 1);
     for (i = 0; i < n; i++) {
         struct client *c = f->clients[i];
         int ms = wait_ms(c);
@@ -262,13 +274,7 @@ static void wait_for_work(struct flusher *f, int timeout_ms)
         p[3 + 2 * i] = (struct pollfd){c->host_fd, POLLIN, 0};
     }
     /* When we look again unasked: a host rings only if that is too late. */
-    {
-        uint64_t look_by = tattle__now_realtime_ns() + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms) * 1000000u;
-        for (i = 0; i < n; i++)
-            if (f->clients[i]->shm)
-                atomic_store(&f->clients[i]->shm->look_by_ns, look_by);
-    }
-    set_sleeping(f, 1);
+    set_look_by(f, tattle__now_realtime_ns() + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms) * 1000000u);
     if (poll(p, 2 * n + 2, timeout_ms) > 0) {
         while (read(f->wake[0], buf, sizeof buf) > 0)
             ;

@@ -478,10 +478,13 @@ size_t tattle__context_snapshot(const char **text)
 
 void tattle__context_snapshot_free(void)
 {
-    if (snap_buf)
-        munmap(snap_buf, SNAPSHOT_SIZE);
-    snap_buf = NULL;
+    char *buf = snap_buf;
+    /* Forgotten before it is unmapped: a capture from a signal handler in
+     * between makes a new one instead of reading this. */
     snap_valid = 0;
+    snap_buf = NULL;
+    if (buf)
+        munmap(buf, SNAPSHOT_SIZE);
 }
 
 int tattle__context_captures_crashes(void)

@@ -65,7 +65,8 @@ static int relative_self TATTLE_LOAD_DATA; /* flusher_path was resolved at load 
 
 enum { INIT_NONE, INIT_RUNNING, INIT_DONE, INIT_INERT };
 static _Atomic int init_state TATTLE_LOAD_DATA; /* read at exit: no page fault of its own */
-static _Atomic pid_t init_owner;
+static _Atomic pid_t init_owner;     /* the thread doing the first use... */
+static _Atomic pid_t init_owner_pid; /* ...and its process: a forked child finds its parent's */
 
 /* The flusher sits beside libtattle.so (build tree and installed tree):
  * flusher_path = the directory of lib (len bytes), then FLUSHER_NAME. */
@@ -339,6 +340,32 @@ static int first_use(int in_signal)
     return INIT_DONE;
 }
 
+int tattle__agent_init(int in_signal);
+
+/* Another thread is at the first use (it takes no lock and starts no
+ * process but the queue's sender, so it ends soon): wait, at most 2 s.
+ * This very thread, interrupted in it, gives up at once. A forked child
+ * that finds its parent's first use under way (the thread doing it is not
+ * in the child) does it again itself. */
+static int wait_for_first_use(int in_signal)
+{
+    uint64_t deadline = tattle__now_monotonic_ms() + 2000;
+    for (;;) {
+        struct timespec ts = {0, 20000};
+        int st = atomic_load_explicit(&init_state, memory_order_acquire), running = INIT_RUNNING;
+        if (st != INIT_RUNNING)
+            return st == INIT_DONE;
+        if (atomic_load(&init_owner_pid) != tattle__sys_getpid()) {
+            if (atomic_compare_exchange_strong(&init_state, &running, INIT_NONE))
+                atomic_store(&init_owner_pid, 0);
+            return tattle__agent_init(in_signal);
+        }
+        if (atomic_load(&init_owner) == tattle__sys_gettid() || tattle__now_monotonic_ms() >= deadline)
+            return 0;
+        nanosleep(&ts, NULL);
+    }
+}
+
 int tattle__agent_init(int in_signal)
 {
     int st = atomic_load_explicit(&init_state, memory_order_acquire);
@@ -346,6 +373,7 @@ int tattle__agent_init(int in_signal)
     if (st == INIT_DONE || st == INIT_INERT || !loaded)
         return st == INIT_DONE;
     if (atomic_compare_exchange_strong(&init_state, &expected, INIT_RUNNING)) {
+        atomic_store(&init_owner_pid, tattle__sys_getpid());
         atomic_store(&init_owner, tattle__sys_gettid());
         st = first_use(in_signal);
         atomic_store(&init_owner, 0);
@@ -354,18 +382,7 @@ int tattle__agent_init(int in_signal)
             tattle__signals_uninstall(); /* the file disables the agent: step aside */
         return st == INIT_DONE;
     }
-    /* Another thread is at it (it takes no lock and starts nothing, so it
-     * ends soon); this very thread, interrupted in it, gives up. */
-    for (int i = 0; i < 100000; i++) {
-        struct timespec ts = {0, 20000};
-        st = atomic_load_explicit(&init_state, memory_order_acquire);
-        if (st != INIT_RUNNING)
-            return st == INIT_DONE;
-        if (atomic_load(&init_owner) == tattle__sys_gettid())
-            return 0;
-        nanosleep(&ts, NULL);
-    }
-    return 0;
+    return wait_for_first_use(in_signal);
 }
 
 /* glibc calls a constructor with argc, argv and the environment. */

@@ -80,16 +80,6 @@ TATTLE_LOAD_PATH static int wanted(const char *e)
     return (e[0] == 'T' && named(e, tattle__setting_names)) || named(e, tattle__passed_names);
 }
 
-/* AT_SECURE from the auxiliary vector, which follows envp's NULL (end). */
-TATTLE_LOAD_PATH static int secure_in_auxv(char **end)
-{
-    const Elf64_auxv_t *av;
-    for (av = (const Elf64_auxv_t *)(end + 1); av->a_type != AT_NULL; av++)
-        if (av->a_type == AT_SECURE)
-            return av->a_un.a_val != 0;
-    return 0;
-}
-
 /* Copy entry (len bytes with its NUL) into space at *used. */
 TATTLE_LOAD_PATH static void put(char *space, size_t *used, size_t *n, const char *entry, size_t len)
 {
@@ -130,8 +120,8 @@ static __attribute__((noinline)) void take_large(char **envp)
     entries[n] = NULL;
 }
 
-/* One pass: what tattle reads is copied as it is met; the auxiliary
- * vector after the environment's end says whether it counts at all. */
+/* One pass: what tattle reads is copied as it is met; AT_SECURE says
+ * whether it counts at all. */
 TATTLE_LOAD_PATH int tattle__envcopy_take(char **envp)
 {
     extern char **environ;
@@ -156,7 +146,11 @@ TATTLE_LOAD_PATH int tattle__envcopy_take(char **envp)
         }
         put(inline_space, &used, &n, *e, len);
     }
-    if (!from_environ && secure_in_auxv(e)) { /* secure execution: none of it counts */
+    /* Secure execution: none of it counts. Asked of libc, not read after
+     * envp's end: in a secure process the loader has already removed the
+     * unsafe variables by shifting envp down, leaving NULLs before the
+     * auxiliary vector. */
+    if (!from_environ && getauxval(AT_SECURE)) {
         for (size_t i = 0; i < used; i++)
             inline_space[i] = 0;
         entries[0] = NULL;

@@ -18,7 +18,7 @@
 extern const char *const tattle__passed_names[];
 
 /* At load: copy what tattle reads from envp. Returns 1 when AT_SECURE is
- * set (read from the auxiliary vector after envp): then nothing is copied. */
+ * set (getauxval): then nothing is kept. */
 int tattle__envcopy_take(char **envp);
 
 /* The copy: NULL-terminated "NAME=value" entries (empty when secure). */

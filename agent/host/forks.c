@@ -19,6 +19,7 @@
 
 #include "assafe.h"
 #include "entry.h"
+#include "selfmap.h"
 #include "signals.h"
 
 #define EXPORT __attribute__((visibility("default")))
@@ -46,8 +47,8 @@ typedef pid_t (*fork_fn)(void);
 typedef int (*daemon_fn)(int, int);
 typedef pid_t (*forkpty_fn)(int *, char *, const struct termios *, const struct winsize *);
 
-/* libc's own, found on the first call (these are not async-signal-safe:
- * dlsym is not, and _Fork, which is, falls back to fork's). */
+/* libc's own, found on the first call with dlsym (daemon and forkpty are
+ * not async-signal-safe themselves; _Fork, which is, uses selfmap.c). */
 static void *next(const char *name, _Atomic(void *) *slot)
 {
     void *fn = atomic_load(slot);
@@ -63,8 +64,10 @@ EXPORT pid_t _Fork(void)
     static _Atomic(void *) real;
     fork_fn fn = (fork_fn)atomic_load(&real);
     pid_t pid;
-    if (!fn)
-        fn = (fork_fn)next("_Fork", &real);
+    if (!fn) { /* libc's own, from its symbol table: no dlsym in a handler */
+        fn = (fork_fn)tattle__libc_symbol("_Fork");
+        atomic_store(&real, (void *)fn);
+    }
     pid = fn ? fn() : __fork();
     if (pid == 0)
         child();

@@ -215,7 +215,7 @@ static struct tattle_shm *create(void *stacks, int in_signal)
     struct stat st;
     int fd;
     struct tattle_shm *shm = tattle__shm_create(&fd, link_reserved);
-    if (!shm && in_signal && !link_reserved && lift_address_space_limit())
+    if (!shm && in_signal && lift_address_space_limit())
         shm = tattle__shm_create(&fd, NULL);
     if (!shm) {
         /* A failed MAP_FIXED may have dropped the reservation: never map
@@ -239,11 +239,14 @@ static _Atomic pid_t creator_tid; /* the thread creating the region */
 struct tattle_shm *tattle__link_get(int in_signal)
 {
     int st = atomic_load_explicit(&link_state, memory_order_acquire);
-    int expected = LINK_NONE;
+    int expected;
     if (st == LINK_READY)
         return link_shm;
-    if (st == LINK_FAILED)
+    /* A region that could not be made before is tried again by a crash
+     * (with the address-space lift create() allows it). */
+    if (st == LINK_FAILED && !in_signal)
         return NULL;
+    expected = st == LINK_FAILED ? LINK_FAILED : LINK_NONE;
     if (atomic_compare_exchange_strong(&link_state, &expected, LINK_CREATING)) {
         struct tattle_shm *shm;
         atomic_store(&creator_tid, tattle__sys_gettid());

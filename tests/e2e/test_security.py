@@ -816,6 +816,10 @@ def setuid_crash_writes_nothing_where_the_users_environment_points(c):
         c.user_env(HOME=c.path("rootonly/h")),                               # the default under HOME
         c.user_env(),                                                        # the user's own HOME (audit M1)
         c.user_env(TATTLE_FILE=os.path.join(c.userdir, "events.jsonl")),     # a file the user may write
+        # Variables the loader removes from a secure process's environment
+        # (shifting the rest down): the agent must still know it is one.
+        c.user_env(TMPDIR="/tmp", LD_LIBRARY_PATH="/nonexistent", MALLOC_ARENA_MAX="2",
+                   TATTLE_FILE=c.path("rootonly/shifted/events.jsonl"), TATTLE_STDERR="1"),
     ]
     check_inert(c, "setuid", envs, [c.rootonly, c.userdir, c.fleet.home])
 
