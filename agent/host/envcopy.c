@@ -80,6 +80,38 @@ TATTLE_LOAD_PATH static int wanted(const char *e)
     return (e[0] == 'T' && named(e, tattle__setting_names)) || named(e, tattle__passed_names);
 }
 
+/* AT_SECURE, read from the auxiliary vector on the stack after the
+ * environment (end: envp's terminating NULL). In a secure process the
+ * loader has shifted out the variables it removes (TMPDIR, LD_*...),
+ * leaving NULLs before the vector: they are skipped (the vector's first
+ * entry is never AT_NULL). Different real and effective ids count as
+ * secure too; no AT_SECURE found, libc is asked. */
+TATTLE_LOAD_PATH static int secure_execution(char **end)
+{
+    const Elf64_auxv_t *av;
+    char **p = end;
+    uint64_t ids[4] = {0, 0, 0, 0}; /* uid, euid, gid, egid */
+    int i, found = 0, secure = 0;
+    for (i = 0; i < 256 && !*p; i++)
+        p++;
+    if (*p)
+        for (av = (const Elf64_auxv_t *)p; av->a_type != AT_NULL; av++) {
+            if (av->a_type == AT_SECURE)
+                found = 1, secure = av->a_un.a_val != 0;
+            else if (av->a_type == AT_UID)
+                ids[0] = av->a_un.a_val;
+            else if (av->a_type == AT_EUID)
+                ids[1] = av->a_un.a_val;
+            else if (av->a_type == AT_GID)
+                ids[2] = av->a_un.a_val;
+            else if (av->a_type == AT_EGID)
+                ids[3] = av->a_un.a_val;
+        }
+    if (!found)
+        return getauxval(AT_SECURE) != 0;
+    return secure || ids[0] != ids[1] || ids[2] != ids[3];
+}
+
 /* Copy entry (len bytes with its NUL) into space at *used. */
 TATTLE_LOAD_PATH static void put(char *space, size_t *used, size_t *n, const char *entry, size_t len)
 {
@@ -120,8 +152,8 @@ static __attribute__((noinline)) void take_large(char **envp)
     entries[n] = NULL;
 }
 
-/* One pass: what tattle reads is copied as it is met; AT_SECURE says
- * whether it counts at all. */
+/* One pass: what tattle reads is copied as it is met; AT_SECURE (after
+ * the environment's end) says whether it counts at all. */
 TATTLE_LOAD_PATH int tattle__envcopy_take(char **envp)
 {
     extern char **environ;
@@ -146,11 +178,8 @@ TATTLE_LOAD_PATH int tattle__envcopy_take(char **envp)
         }
         put(inline_space, &used, &n, *e, len);
     }
-    /* Secure execution: none of it counts. Asked of libc, not read after
-     * envp's end: in a secure process the loader has already removed the
-     * unsafe variables by shifting envp down, leaving NULLs before the
-     * auxiliary vector. */
-    if (!from_environ && getauxval(AT_SECURE)) {
+    /* Secure execution: none of it counts. */
+    if (!from_environ && secure_execution(e)) {
         for (size_t i = 0; i < used; i++)
             inline_space[i] = 0;
         entries[0] = NULL;

@@ -17,8 +17,9 @@
 /* The variables passed to the flusher as they are; NULL-terminated. */
 extern const char *const tattle__passed_names[];
 
-/* At load: copy what tattle reads from envp. Returns 1 when AT_SECURE is
- * set (getauxval): then nothing is kept. */
+/* At load: copy what tattle reads from envp. Returns 1 in a secure-execution
+ * process (AT_SECURE, or real and effective ids differ): then nothing is
+ * kept. */
 int tattle__envcopy_take(char **envp);
 
 /* The copy: NULL-terminated "NAME=value" entries (empty when secure). */
