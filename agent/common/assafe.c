@@ -187,6 +187,22 @@ int tattle__streq(const char *a, const char *b)
     return *a == *b;
 }
 
+TATTLE_LOAD_PATH const char *tattle__env_value(const char *entry, const char *name)
+{
+    while (*name && *entry == *name)
+        entry++, name++;
+    return !*name && *entry == '=' ? entry + 1 : NULL;
+}
+
+TATTLE_LOAD_PATH int tattle__env_name_index(const char *entry, const char *const *names)
+{
+    int i;
+    for (i = 0; names[i]; i++) /* two bytes first: most names differ there (every name has two) */
+        if (entry[0] == names[i][0] && entry[1] == names[i][1] && tattle__env_value(entry, names[i]))
+            return i;
+    return -1;
+}
+
 int tattle__caseeq(const char *a, const char *b)
 {
     for (;; a++, b++) {

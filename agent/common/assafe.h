@@ -76,6 +76,10 @@ size_t tattle__fmt_hex(char *buf, uint64_t v); /* "0x..." */
 size_t tattle__strlcpy(char *dst, const char *src, size_t cap);
 size_t tattle__strlen(const char *s);
 int tattle__streq(const char *a, const char *b);
+/* entry is "NAME=value": the value when NAME is name, else NULL. */
+const char *tattle__env_value(const char *entry, const char *name);
+/* The index of the name in names (NULL-terminated) that entry sets, or -1. */
+int tattle__env_name_index(const char *entry, const char *const *names);
 /* ASCII only, whatever the locale. */
 int tattle__caseeq(const char *a, const char *b);
 /* dst = a b c (NULLs skipped), always terminated. Returns 0, or -1 when it

@@ -44,7 +44,7 @@ static __thread uint64_t hint_id, hint_tail;
 int64_t tattle__ring_put(struct tattle_ring *r, const void *a, size_t alen, const void *b, size_t blen)
 {
     size_t len = alen + blen;
-    uint64_t k = len ? (len + TATTLE_RING_SLOT_DATA - 1) / TATTLE_RING_SLOT_DATA : 1;
+    uint64_t k = tattle__ring_slots_for(len);
     uint64_t pos, i, id = r->id, tail = hint_ring == r && hint_id == id ? hint_tail : 0;
     if (len > TATTLE_RING_MAX_RECORD)
         return -2;

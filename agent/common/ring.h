@@ -45,6 +45,12 @@ struct tattle_ring {
     struct tattle_ring_slot slots[TATTLE_RING_SLOTS];
 };
 
+/* The slots a record of len payload bytes takes (at least one). */
+static inline uint64_t tattle__ring_slots_for(size_t len)
+{
+    return len ? (len + TATTLE_RING_SLOT_DATA - 1) / TATTLE_RING_SLOT_DATA : 1;
+}
+
 /* Append a record made of two parts (header + body). Returns the position
  * claimed (>= 0), or -1 when it does not fit (the drop is counted), or -2 when
  * the record is larger than TATTLE_RING_MAX_RECORD. Signal-safe. */

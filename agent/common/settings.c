@@ -141,11 +141,9 @@ static const char *from_env(const char *name)
     if (!env_copy)
         return getenv(name);
     for (e = env_copy; *e; e++) {
-        const char *a = *e, *b = name;
-        while (*b && *a == *b)
-            a++, b++;
-        if (!*b && *a == '=')
-            return a + 1;
+        const char *v = tattle__env_value(*e, name);
+        if (v)
+            return v;
     }
     return NULL;
 }

@@ -349,8 +349,7 @@ static int put_record(uint16_t kind, const char *name, const char *distinct, con
     pos = tattle__ring_put(&shm->ring, &rec, sizeof rec, buf, o.len);
     if (pos < 0)
         return pos == -2 ? TATTLE_ETOOBIG : TATTLE_ENOBUFS;
-    tattle__link_doorbell((uint64_t)pos, (o.len + sizeof rec + TATTLE_RING_SLOT_DATA - 1) / TATTLE_RING_SLOT_DATA,
-                          rec.time_ns);
+    tattle__link_doorbell((uint64_t)pos, tattle__ring_slots_for(o.len + sizeof rec), rec.time_ns);
     tattle__link_print_notice(0); /* two loads unless the flusher has something to say; never waits */
     return 0;
 }

@@ -31,29 +31,11 @@ static char *entries[ENTRIES + 1] TATTLE_LOAD_DATA;
  * them up by a literal name would fault in a page of read-only data). */
 static const char *preload_value TATTLE_LOAD_DATA, *disable_value TATTLE_LOAD_DATA;
 
-/* The value entry sets for name, or NULL. */
-TATTLE_LOAD_PATH static const char *value_for(const char *entry, const char *name)
-{
-    while (*name && *entry == *name)
-        entry++, name++;
-    return !*name && *entry == '=' ? entry + 1 : NULL;
-}
 static char inline_space[INLINE_SPACE] TATTLE_LOAD_DATA;
 
-/* Does entry ("NAME=value") set one of names? */
-TATTLE_LOAD_PATH static int named(const char *entry, const char *const *names)
+static int named(const char *entry, const char *const *names)
 {
-    size_t i;
-    for (i = 0; names[i]; i++) {
-        const char *a = entry, *b = names[i];
-        if (a[0] != b[0] || a[1] != b[1])
-            continue;
-        while (*b && *a == *b)
-            a++, b++;
-        if (!*b && *a == '=')
-            return 1;
-    }
-    return 0;
+    return tattle__env_name_index(entry, names) >= 0;
 }
 
 TATTLE_LOAD_PATH static int wanted(const char *e)
@@ -119,9 +101,9 @@ TATTLE_LOAD_PATH static void put(char *space, size_t *used, size_t *n, const cha
     tattle__strlcpy(to, entry, len);
     entries[(*n)++] = to;
     if (!preload_value)
-        preload_value = value_for(to, name_LD_PRELOAD);
+        preload_value = tattle__env_value(to, name_LD_PRELOAD);
     if (!disable_value)
-        disable_value = value_for(to, tattle__setting_names[0]); /* TATTLE_DISABLE */
+        disable_value = tattle__env_value(to, tattle__setting_names[0]); /* TATTLE_DISABLE */
     *used += len;
 }
 

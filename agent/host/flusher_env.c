@@ -41,22 +41,6 @@ static void put(const char *name, const char *value)
         put_entry(name, strlen(name), value);
 }
 
-/* Does entry ("NAME=value") set names[i] for some i? The index, or -1. */
-static int lookup(const char *entry, const char *const *names, size_t n)
-{
-    size_t i, k;
-    for (i = 0; i < n && names[i]; i++) {
-        const char *a = entry, *b = names[i];
-        if (*a != *b)
-            continue;
-        for (k = 0; *b && *a == *b; k++)
-            a++, b++;
-        if (!*b && *a == '=')
-            return (int)i;
-    }
-    return -1;
-}
-
 /* What the environment set at load (envcopy.c holds nothing else but
  * LD_PRELOAD, which stays behind); then what only the configuration file
  * sets. */
@@ -67,9 +51,9 @@ static void from_environment(void)
     int i;
     for (e = tattle__envcopy(); *e; e++) {
         const char *v = *e;
-        if ((**e == 'T' || **e == 'P' || **e == 'S') && (i = lookup(*e, tattle__setting_names, 64)) >= 0)
+        if ((**e == 'T' || **e == 'P' || **e == 'S') && (i = tattle__env_name_index(*e, tattle__setting_names)) >= 0)
             seen |= 1ull << i;
-        else if (lookup(*e, tattle__passed_names, 64) < 0 || !strncmp(*e, "LD_PRELOAD=", 11))
+        else if (tattle__env_name_index(*e, tattle__passed_names) < 0 || !strncmp(*e, "LD_PRELOAD=", 11))
             continue;
         while (*v != '=')
             v++;
