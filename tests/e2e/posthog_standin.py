@@ -17,6 +17,28 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """What every stand-in here (and bench_delivery's receiver) answers
+    with: HTTP/1.1 keep-alive, no Nagle delay, no log lines."""
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+
+    def log_message(self, *a):
+        pass
+
+
+def send_json(h, status, body, headers=()):
+    """Answer request handler h with body as JSON and the extra headers."""
+    data = json.dumps(body).encode()
+    h.send_response(status)
+    h.send_header("Content-Type", "application/json")
+    h.send_header("Content-Length", str(len(data)))
+    for k, v in headers:
+        h.send_header(k, v)
+    h.end_headers()
+    h.wfile.write(data)
+
 PLATFORMS = {"python", "ruby", "web:javascript", "node:javascript", "go", "php", "hermes", "java", "dart",
              "apple", "native", "rust", "custom", "javascript"}
 
@@ -88,33 +110,17 @@ class StandIn:
     def start(self):
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-
+        class Handler(QuietHandler):
             def setup(self):
                 super().setup()
                 with outer.lock:
                     outer.connections += 1
 
-            def log_message(self, *a):
-                pass
-
             def do_POST(self):
                 outer._handle(self)
 
             def do_GET(self):
-                self._answer(404, {"error": "not found"})
-
-            def _answer(self, status, body, headers=()):
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for k, v in headers:
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, 404, {"error": "not found"})
 
         ThreadingHTTPServer.allow_reuse_address = True
         ThreadingHTTPServer.daemon_threads = True
@@ -140,7 +146,7 @@ class StandIn:
         rec["answered"] = time.monotonic()
         with self.lock:
             self.requests.append(rec)
-        h._answer(status, reply, extra)
+        send_json(h, status, reply, extra)
 
     def _decide(self, h, raw, rec):
         with self.lock:

@@ -16,9 +16,9 @@ import json
 import re
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
-from posthog_standin import free_port  # noqa: F401 (test_sentry takes it from here too)
+from posthog_standin import QuietHandler, free_port, send_json  # noqa: F401 (test_sentry takes free_port from here too)
 
 
 class Violation(Exception):
@@ -89,13 +89,7 @@ class SentryStandIn:
         self.events = []    # accepted events
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-
-            def log_message(self, *a):
-                pass
-
+        class Handler(QuietHandler):
             def do_POST(self):
                 outer._handle(self)
 
@@ -142,14 +136,7 @@ class SentryStandIn:
             self.requests.append(rec)
             if status == 200:
                 self.events.append(rec["event"])
-        body = json.dumps({"id": (rec["event"] or {}).get("event_id")} if status == 200 else {"detail": "no"}).encode()
-        h.send_response(status)
-        h.send_header("Content-Type", "application/json")
-        h.send_header("Content-Length", str(len(body)))
-        for k, v in extra:
-            h.send_header(k, v)
-        h.end_headers()
-        h.wfile.write(body)
+        send_json(h, status, {"id": (rec["event"] or {}).get("event_id")} if status == 200 else {"detail": "no"}, extra)
 
     def violations(self):
         with self.lock:
