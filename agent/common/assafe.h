@@ -129,8 +129,15 @@ int tattle__key_once(_Atomic int *state, pthread_key_t *key, void (*dtor)(void *
  * of that page): bench/bench_startup counts the cost. */
 #define TATTLE_LOAD_DATA __attribute__((section(".data.tattle_load")))
 
-/* Functions the constructor runs in every process: grouped on a few pages
- * of their own (.text.hot), so that loading faults in fewer code pages. */
-#define TATTLE_LOAD_PATH __attribute__((hot))
+/* Functions the constructor (and the destructor) run in every process:
+ * one page of their own at the end of the code segment
+ * (agent/host/load_path.ld). The kernel maps the file's pages around a
+ * faulting one (fault-around, 64 KiB) but not past the end of its
+ * mapping: loading maps about half the code segment fewer pages, mapped at
+ * start and unmapped at exit. They call only each other and libc through
+ * the GOT (no PLT page, no lazy binding), and read no .rodata (no switch
+ * tables, no const arrays or string literals: TATTLE_LOAD_DATA holds their
+ * constants), so no page of .rodata is mapped at all. */
+#define TATTLE_LOAD_PATH __attribute__((section(".tattle.load")))
 
 #endif

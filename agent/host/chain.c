@@ -20,7 +20,9 @@
 
 #define EXPORT __attribute__((visibility("default")))
 
-extern int __sigaction(int sig, const struct sigaction *act, struct sigaction *old);
+/* Called through the GOT, bound at load: no PLT stub (a page of code
+ * outside the load path) and no lazy binding. */
+extern int __sigaction(int sig, const struct sigaction *act, struct sigaction *old) __attribute__((noplt));
 
 typedef __sighandler_t (*signal_fn)(int, __sighandler_t);
 
@@ -36,18 +38,15 @@ static struct host_action table[7];
 /* One bit a slot: our handler is in the kernel, answer from the table. */
 static _Atomic unsigned taken TATTLE_LOAD_DATA;
 
-static struct host_action *slot_of(int sig)
+/* A fatal signal's slot, plus one (0: not one of ours). */
+static unsigned char slot_at[SIGSYS + 1] TATTLE_LOAD_DATA = {
+    [SIGILL] = 1, [SIGTRAP] = 2, [SIGABRT] = 3, [SIGBUS] = 4, [SIGFPE] = 5, [SIGSEGV] = 6, [SIGSYS] = 7};
+
+TATTLE_LOAD_PATH static struct host_action *slot_of(int sig)
 {
-    switch (sig) {
-    case SIGILL: return &table[0];
-    case SIGTRAP: return &table[1];
-    case SIGABRT: return &table[2];
-    case SIGBUS: return &table[3];
-    case SIGFPE: return &table[4];
-    case SIGSEGV: return &table[5];
-    case SIGSYS: return &table[6];
-    default: return NULL;
-    }
+    if (sig <= 0 || sig > SIGSYS || !slot_at[sig])
+        return NULL;
+    return &table[slot_at[sig] - 1];
 }
 static _Atomic int writer_busy;
 static signal_fn real_signal, real_sysv_signal, real_bsd_signal, real_sigset;

@@ -386,7 +386,7 @@ int tattle__agent_init(int in_signal)
 }
 
 /* glibc calls a constructor with argc, argv and the environment. */
-__attribute__((constructor)) static void tattle_load(int argc, char **argv, char **envp)
+TATTLE_LOAD_PATH __attribute__((constructor)) static void tattle_load(int argc, char **argv, char **envp)
 {
     size_t self_len = 0;
     const char *self;
@@ -410,7 +410,7 @@ __attribute__((constructor)) static void tattle_load(int argc, char **argv, char
         (void)tattle__agent_init(0);
 }
 
-__attribute__((destructor)) static void tattle_unload(void)
+TATTLE_LOAD_PATH __attribute__((destructor)) static void tattle_unload(void)
 {
     if (atomic_load(&init_state) != INIT_DONE)
         return;

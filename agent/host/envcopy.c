@@ -33,7 +33,7 @@ static const char *preload_value TATTLE_LOAD_DATA, *disable_value TATTLE_LOAD_DA
 
 static char inline_space[INLINE_SPACE] TATTLE_LOAD_DATA;
 
-static int named(const char *entry, const char *const *names)
+TATTLE_LOAD_PATH static int named(const char *entry, const char *const *names)
 {
     return tattle__env_name_index(entry, names) >= 0;
 }
@@ -41,7 +41,9 @@ static int named(const char *entry, const char *const *names)
 TATTLE_LOAD_PATH static int wanted(const char *e)
 {
     /* Most of an environment is ruled out by its first two bytes (PATH,
-     * PWD, SHELL, TERM, USER, LANG...): no name is compared with it. */
+     * PWD, SHELL, TERM, USER, LANG...): no name is compared with it. The
+     * file is built with -fno-jump-tables: a switch's table would be read
+     * from .rodata (see TATTLE_LOAD_PATH). */
     switch (e[0]) {
     case 'T': if (e[1] != 'A' && e[1] != 'S') return 0; break; /* TATTLE_*, TSAN_OPTIONS */
     case 'P': if (e[1] != 'O') return 0; break;                /* POSTHOG_* */
@@ -174,8 +176,8 @@ TATTLE_LOAD_PATH int tattle__envcopy_take(char **envp)
     return 0;
 }
 
-char *const *tattle__envcopy(void) { return entries; }
+TATTLE_LOAD_PATH char *const *tattle__envcopy(void) { return entries; }
 
-const char *tattle__envcopy_preload(void) { return preload_value; }
+TATTLE_LOAD_PATH const char *tattle__envcopy_preload(void) { return preload_value; }
 
-const char *tattle__envcopy_disable(void) { return disable_value; }
+TATTLE_LOAD_PATH const char *tattle__envcopy_disable(void) { return disable_value; }

@@ -267,8 +267,9 @@ def deep_stack_keeps_both_ends():
 def exhausted_memory():
     """The address space (soft limit, as ulimit -Sv sets it) and the heap
     are exhausted when the program crashes: the report is still complete,
-    because the region's address space was set aside at load, and the
-    flusher it starts is not held to the host's soft limit."""
+    because a crash that is the agent's first use raises the soft limit
+    for the region it maps (the process is dying), and the flusher it
+    starts is not held to the host's soft limit."""
     box = h.Sandbox("oom")
     try:
         argv = [CRASHER, "oom"]

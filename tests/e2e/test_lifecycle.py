@@ -7,6 +7,7 @@ import re
 import shutil
 import signal
 import stat
+import struct
 import subprocess
 import time
 
@@ -298,6 +299,73 @@ def relative_preload_path_works(box):
     h.check_equal(len(h.exceptions(box.events())), 1, "the event arrives")
 
 
+def section_address(path, name):
+    out = subprocess.run(["readelf", "-SW", path], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        f = line.replace("[ ", "[").split()
+        if len(f) > 4 and f[1] == name:
+            return int(f[3], 16), int(f[5], 16)
+    return None
+
+
+def present_pages(pid, start, end):
+    """Pages of [start, end) the process has mapped (/proc/PID/pagemap bit 63)."""
+    fd = os.open("/proc/%d/pagemap" % pid, os.O_RDONLY)
+    try:
+        n = (end - start) // 4096
+        data = os.pread(fd, 8 * n, start // 4096 * 8)
+    finally:
+        os.close(fd)
+    return [start + 4096 * i for i in range(n) if struct.unpack_from("<Q", data, 8 * i)[0] >> 63]
+
+
+@with_box
+def loading_maps_one_window_of_code_and_no_constants(box):
+    """What the agent costs a process that never uses it: the loader's pages
+    and the page the constructor runs on (TATTLE_LOAD_PATH), plus what the
+    kernel's 64 KiB fault-around brings in before it; nothing after it and
+    no page of .rodata."""
+    if h.sanitized(h.AGENT):
+        raise h.Skip("a sanitizer's instrumentation runs outside the load path")
+    load = section_address(h.AGENT, ".tattle.load")
+    h.check(load is not None, "libtattle.so has a .tattle.load section")
+    real = os.path.realpath(h.AGENT)
+    cat = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=box.agent_env(),
+                           cwd=box.dir)
+    try:
+        maps = []
+        for _ in range(500):  # until cat waits on its input: loading is over
+            with open("/proc/%d/stat" % cat.pid) as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+            with open("/proc/%d/maps" % cat.pid) as f:
+                maps = [l.split() for l in f if l.rstrip().endswith(real)]
+            if state == "S" and maps:
+                break
+            time.sleep(0.01)
+        base = min(int(m[0].split("-")[0], 16) for m in maps)
+        code = [m for m in maps if m[1].startswith("r-x")]
+        h.check_equal(len(code), 1, "one code mapping", maps)
+        start, end = (int(x, 16) for x in code[0][0].split("-"))
+        # .rodata and .eh_frame: the mapping right after the code (later
+        # read-only ones are RELRO, which the loader writes).
+        after = [m for m in maps if int(m[0].split("-")[0], 16) == end and m[1].startswith("r--")]
+        first = [m for m in maps if int(m[0].split("-")[0], 16) == base]
+        page = base + load[0] // 4096 * 4096
+        window = page // 65536 * 65536
+        mapped = present_pages(cat.pid, start, end)
+        headers = present_pages(cat.pid, base, int(first[0][0].split("-")[1], 16))
+        constants = [a for m in after for a in present_pages(cat.pid, *(int(x, 16) for x in m[0].split("-")))]
+    finally:
+        cat.stdin.close()
+        cat.wait()
+    h.check(headers, "the loader's pages read as mapped (the method sees pages)", first)
+    h.check(page in mapped, "the constructor's page is mapped", hex(page), [hex(a) for a in mapped])
+    h.check_equal([hex(a) for a in mapped if a < window or a > page + load[1]], [],
+                  "no code page outside the constructor's fault-around window")
+    h.check(after, "a read-only mapping follows the code", maps)
+    h.check_equal([hex(a) for a in constants], [], "no page of .rodata or .eh_frame is mapped")
+
+
 TESTS = {f.__name__: f for f in [
     relative_preload_path_works,
     crash_after_the_flusher_was_killed,
@@ -307,7 +375,7 @@ TESTS = {f.__name__: f for f in [
     distinct_id_from_the_environment, anonymous_without_distinct_id, without_home_events_go_to_the_system_state_dir,
     the_events_file_is_bounded, a_kill_from_outside_is_recorded_as_a_kill, kills_from_outside_may_be_left_unreported,
     forked_child_crash_is_invisible_to_the_parents_wait, pipe_closes_when_the_host_dies,
-    missing_flusher_never_hangs_or_changes_the_death,
+    missing_flusher_never_hangs_or_changes_the_death, loading_maps_one_window_of_code_and_no_constants,
 ]}
 
 if __name__ == "__main__":
