@@ -192,7 +192,9 @@ static enum pass_result send_pass(struct tattle_delivery *d)
             break;
         default:
             d->attempts++;
-            d->retry_at_ms = now_ms() + (uint64_t)backoff_ms(d->attempts, res.retry_after_ms);
+            /* +1: now_ms() drops the part of a millisecond already past,
+             * and a retry must not come before Retry-After has passed. */
+            d->retry_at_ms = now_ms() + 1 + (uint64_t)backoff_ms(d->attempts, res.retry_after_ms);
             return PASS_BACKOFF;
         }
     }

@@ -89,7 +89,7 @@ static void send_sentry(void *p, const char *lines, size_t len, unsigned count, 
         res->retry_after_ms = 60000;
     /* X-Sentry-Rate-Limits holds what follows, whatever the status. */
     if (res->retry_after_ms > 0)
-        s->hold_until_ms = now_ms() + (uint64_t)res->retry_after_ms;
+        s->hold_until_ms = now_ms() + 1 + (uint64_t)res->retry_after_ms; /* +1: now_ms() truncates */
     /* One event that does not fit is set aside, not dropped. */
     if (res->outcome == TATTLE_SEND_TOO_LARGE)
         res->outcome = TATTLE_SEND_REJECTED;
