@@ -203,7 +203,7 @@ TATTLE_LOAD_PATH int tattle__env_name_index(const char *entry, const char *const
     return -1;
 }
 
-int tattle__caseeq(const char *a, const char *b)
+TATTLE_LOAD_PATH int tattle__caseeq(const char *a, const char *b)
 {
     for (;; a++, b++) {
         char x = *a >= 'A' && *a <= 'Z' ? (char)(*a + 32) : *a;

@@ -140,4 +140,9 @@ int tattle__key_once(_Atomic int *state, pthread_key_t *key, void (*dtor)(void *
  * constants), so no page of .rodata is mapped at all. */
 #define TATTLE_LOAD_PATH __attribute__((section(".tattle.load")))
 
+/* Constants that code reads: on the RELRO page, which the loader writes
+ * (relocations) and then makes read-only, so they cost loading no page and
+ * cannot be changed after it. */
+#define TATTLE_LOAD_CONST __attribute__((section(".data.rel.ro.tattle_load")))
+
 #endif

@@ -39,7 +39,7 @@ static struct host_action table[7];
 static _Atomic unsigned taken TATTLE_LOAD_DATA;
 
 /* A fatal signal's slot, plus one (0: not one of ours). */
-static unsigned char slot_at[SIGSYS + 1] TATTLE_LOAD_DATA = {
+static const unsigned char slot_at[SIGSYS + 1] TATTLE_LOAD_CONST = {
     [SIGILL] = 1, [SIGTRAP] = 2, [SIGABRT] = 3, [SIGBUS] = 4, [SIGFPE] = 5, [SIGSEGV] = 6, [SIGSYS] = 7};
 
 TATTLE_LOAD_PATH static struct host_action *slot_of(int sig)

@@ -96,15 +96,30 @@ static __attribute__((noinline)) int find_flusher_by_realpath(const char *lib)
 /* The entry of LD_PRELOAD that names this library (n bytes), or NULL when
  * LD_PRELOAD does not ask for us: /etc/ld.so.preload loaded us into every
  * process. */
+static const char library_name[] TATTLE_LOAD_CONST = LIBRARY_NAME;
+
+/* The n bytes at p end with LIBRARY_NAME, as a whole path component. A
+ * loop, not memcmp: no libc call and no literal on the load path. */
+TATTLE_LOAD_PATH static int names_us(const char *p, size_t n)
+{
+    const size_t name = sizeof library_name - 1;
+    size_t i;
+    if (n < name || (n > name && p[n - name - 1] != '/'))
+        return 0;
+    for (i = 0; i < name; i++)
+        if (p[n - name + i] != library_name[i])
+            return 0;
+    return 1;
+}
+
 TATTLE_LOAD_PATH static const char *preload_entry(size_t *len)
 {
-    const size_t name = sizeof LIBRARY_NAME - 1;
     const char *p = tattle__envcopy_preload();
     while (p && *p) {
         size_t n = 0;
         while (p[n] && p[n] != ':' && p[n] != ' ')
             n++;
-        if (n >= name && !memcmp(p + n - name, LIBRARY_NAME, name) && (n == name || p[n - name - 1] == '/')) {
+        if (names_us(p, n)) {
             *len = n;
             return p;
         }
@@ -279,11 +294,16 @@ static void say_file_problem(void)
 
 /* TATTLE_DISABLE=1 (or true, yes, on) in the environment: nothing at all
  * is put in place. The file's TATTLE_DISABLE is read at first use. */
+static const char yes_words[4][5] TATTLE_LOAD_CONST = {"1", "true", "yes", "on"};
+
 TATTLE_LOAD_PATH static int disabled_by_environment(void)
 {
     const char *v = tattle__envcopy_disable();
-    return v && (tattle__streq(v, "1") || tattle__caseeq(v, "true") || tattle__caseeq(v, "yes") ||
-                 tattle__caseeq(v, "on"));
+    size_t i;
+    for (i = 0; v && i < sizeof yes_words / sizeof yes_words[0]; i++)
+        if (tattle__caseeq(v, yes_words[i]))
+            return 1;
+    return 0;
 }
 
 /* Batches an earlier process could not send: start a flusher that sends

@@ -47,7 +47,7 @@
 #include "link.h"
 #include "reaped.h"
 
-static int fatal_signals[] TATTLE_LOAD_DATA = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP, SIGSYS};
+static const int fatal_signals[] TATTLE_LOAD_CONST = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP, SIGSYS};
 #define N_FATAL (sizeof fatal_signals / sizeof fatal_signals[0])
 
 /* The most a crash report may wait for room on stderr (a pipe nobody
