@@ -500,7 +500,6 @@ int main(int argc, char **argv)
     tattle__clients_free_all(&f);
     tattle__symbolizer_forget_files();
     free(f.batch);
-    if (f.cfg.http_enabled || f.cfg.sentry_enabled)
-        curl_global_cleanup();
+    curl_global_cleanup(); /* nothing, when libcurl was never loaded */
     return 0;
 }

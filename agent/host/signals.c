@@ -434,7 +434,7 @@ static void on_fatal_signal(int sig, siginfo_t *si, void *ucv)
     errno = saved_errno;
 }
 
-void tattle__signals_note_child(void)
+TATTLE_LOAD_PATH void tattle__signals_note_child(void)
 {
     load_pid = (pid_t)tattle__raw_syscall4(SYS_getpid, 0, 0, 0, 0);
 }
@@ -457,7 +457,7 @@ TATTLE_LOAD_PATH void tattle__signals_install(void)
     struct sigaction sa;
     size_t i;
     uint64_t mask = ~(uint64_t)0;
-    load_pid = (pid_t)tattle__raw_syscall4(SYS_getpid, 0, 0, 0, 0);
+    tattle__signals_note_child(); /* the pid that is no vfork child's */
     /* A hand-made mask: no libc function is bound for it at load. */
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = on_fatal_signal;

@@ -17,8 +17,8 @@
 /* At load: install the handler for SEGV, BUS, ILL, FPE, ABRT, TRAP, SYS. */
 void tattle__signals_install(void);
 
-/* In a child forked through an interposer (forks.c): this process is not
- * a vfork child of the one that loaded us. Signal-safe. */
+/* Note this process's pid as one that is no vfork child: at load, and in
+ * a child forked through an interposer (forks.c). Signal-safe. */
 void tattle__signals_note_child(void);
 
 /* At first use: the configuration the handler follows. Signal-safe. */

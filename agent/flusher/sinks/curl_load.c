@@ -52,7 +52,8 @@ static void load(void)
     fn.lib = NULL; /* an incomplete libcurl: as if there were none (it stays mapped) */
 }
 
-int tattle__curl_loaded(void)
+/* libcurl, opened on the first call: 1 when it is there. */
+static int curl_loaded(void)
 {
     pthread_once(&once, load);
     return fn.lib != NULL;
@@ -60,7 +61,7 @@ int tattle__curl_loaded(void)
 
 CURLcode curl_global_init(long flags)
 {
-    return tattle__curl_loaded() ? fn.global_init(flags) : CURLE_FAILED_INIT;
+    return curl_loaded() ? fn.global_init(flags) : CURLE_FAILED_INIT;
 }
 
 void curl_global_cleanup(void)
@@ -69,7 +70,7 @@ void curl_global_cleanup(void)
         fn.global_cleanup();
 }
 
-CURL *curl_easy_init(void) { return tattle__curl_loaded() ? fn.easy_init() : NULL; }
+CURL *curl_easy_init(void) { return curl_loaded() ? fn.easy_init() : NULL; }
 
 void curl_easy_cleanup(CURL *h)
 {
@@ -120,7 +121,7 @@ const char *curl_easy_strerror(CURLcode rc)
 
 struct curl_slist *curl_slist_append(struct curl_slist *list, const char *s)
 {
-    return tattle__curl_loaded() ? fn.slist_append(list, s) : NULL;
+    return curl_loaded() ? fn.slist_append(list, s) : NULL;
 }
 
 void curl_slist_free_all(struct curl_slist *list)

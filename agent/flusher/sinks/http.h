@@ -30,9 +30,6 @@ struct tattle_http;
 
 /* A handle for POSTs to url with these extra header lines (copied). NULL
  * when libcurl cannot be set up. */
-/* libcurl is loaded on first use (curl_load.c): 1 when it is there. */
-int tattle__curl_loaded(void);
-
 struct tattle_http *tattle__http_open(const char *url, const char *const *headers);
 void tattle__http_close(struct tattle_http *h);
 
