@@ -419,11 +419,9 @@ def loading_maps_one_window_of_code_and_no_constants(box):
     try:
         maps = []
         for _ in range(500):  # until it waits on its input: loading is over
-            with open("/proc/%d/stat" % waiter.pid) as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
             with open("/proc/%d/maps" % waiter.pid) as f:
                 maps = [l.split() for l in f if l.rstrip().endswith(real)]
-            if state == "S" and maps:
+            if h.proc_state(waiter.pid) == "S" and maps:
                 break
             time.sleep(0.01)
         h.check(maps, "the waiter maps the agent")
